@@ -1,0 +1,48 @@
+# Wren — build, run and test.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X wren.im/wren/server.Version=$(VERSION)
+BIN     := bin/wren
+
+.PHONY: all build run test test-unit test-interop vet fmt fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/wren
+
+# Serve on the embedded defaults: domain localhost, data in ./data,
+# STARTTLS on 127.0.0.1:5222 and direct TLS on 127.0.0.1:5223.
+run: build
+	./$(BIN) serve
+
+# Everything: static checks, unit tests with the race detector, and the
+# interop tests that drive the real server with real client software.
+test: vet
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+test-unit:
+	$(GO) test -race -count=1 -short ./...
+
+test-interop:
+	$(GO) test -count=1 -v -timeout 15m ./tests/...
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+# Longer fuzzing than CI does: FUZZTIME per target.
+FUZZTIME ?= 5m
+fuzz:
+	$(GO) test -run x -fuzz FuzzReader -fuzztime $(FUZZTIME) ./xmpp
+	$(GO) test -run x -fuzz FuzzScramServer -fuzztime $(FUZZTIME) ./auth
+
+bench:
+	$(GO) test -run x -bench . -benchmem -count 5 ./xmpp ./auth ./storage/... ./router
+
+clean:
+	rm -rf bin

@@ -1,0 +1,86 @@
+package c2s
+
+import (
+	"context"
+
+	"mellium.im/xmpp/jid"
+
+	"wren.im/wren/router"
+	"wren.im/wren/xmpp"
+)
+
+// handle processes one top-level element from a bound client.
+func (s *Session) handle(ctx context.Context, el *xmpp.Element) error {
+	if el.Space != xmpp.NSClient {
+		return xmpp.NewStreamError(xmpp.StreamUnsupportedStanza, "<%s xmlns='%s'/> is not supported here", el.Local, el.Space)
+	}
+	switch el.Local {
+	case "message", "presence", "iq":
+	default:
+		return xmpp.NewStreamError(xmpp.StreamUnsupportedStanza, "<%s/> is not a stanza", el.Local)
+	}
+	// 'from' is always the authenticated full JID (RFC 6120 §8.1.2.1).
+	if f := el.Attr("from"); f != "" {
+		fj, err := jid.Parse(f)
+		if err != nil || !(fj.Equal(s.jid) || fj.Equal(s.jid.Bare())) {
+			return xmpp.NewStreamError(xmpp.StreamInvalidFrom, "'from' must be your own address %s", s.jid.String())
+		}
+	}
+	el.SetAttr("from", s.jid.String())
+	st := &router.Stanza{El: el, From: s.jid, Origin: s}
+	if t := el.Attr("to"); t != "" {
+		to, err := jid.Parse(t)
+		if err != nil {
+			s.deliverError(el, xmpp.NewStanzaError(xmpp.CondJIDMalformed, "the 'to' address is not a valid JID"))
+			return nil
+		}
+		st.To = to
+	}
+	switch el.Local {
+	case "iq":
+		typ := el.Attr("type")
+		switch typ {
+		case "get", "set":
+			if el.Attr("id") == "" || len(el.Elements()) != 1 {
+				s.deliverError(el, xmpp.NewStanzaError(xmpp.CondBadRequest, "an IQ get or set needs an id and exactly one child element"))
+				return nil
+			}
+			if typ == "set" && st.To.Domainpart() == "" && el.Child(xmpp.NSSession, "session") != nil {
+				// Legacy session establishment (RFC 3921) is a no-op.
+				s.Deliver(xmpp.NewElement(xmpp.NSClient, "iq", "type", "result", "id", el.Attr("id"), "to", s.jid.String()))
+				return nil
+			}
+			if typ == "set" && el.Child(xmpp.NSBind, "bind") != nil {
+				s.deliverError(el, xmpp.NewStanzaError(xmpp.CondNotAllowed, "a resource is already bound"))
+				return nil
+			}
+		case "result", "error":
+			if el.Attr("id") == "" {
+				return nil
+			}
+		default:
+			s.deliverError(el, xmpp.NewStanzaError(xmpp.CondBadRequest, "unknown IQ type"))
+			return nil
+		}
+	case "presence":
+		if h := s.srv.cfg.Hooks.Presence; h != nil {
+			h(ctx, s, st)
+			return nil
+		}
+	}
+	s.srv.cfg.Router.Route(ctx, st)
+	return nil
+}
+
+// deliverError answers a client's stanza directly with an error from the server.
+func (s *Session) deliverError(el *xmpp.Element, serr *xmpp.StanzaError) {
+	reply := xmpp.ErrorReply(el, serr)
+	if reply == nil {
+		return
+	}
+	reply.SetAttr("to", s.jid.String())
+	if el.Attr("to") == "" {
+		reply.SetAttr("from", "")
+	}
+	s.Deliver(reply)
+}

@@ -1,0 +1,238 @@
+// Package c2s serves client-to-server streams (RFC 6120): STARTTLS and
+// direct TLS, SASL, resource binding, and the per-connection reader and
+// writer that carry stanzas between a client and the router.
+package c2s
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"wren.im/wren/auth"
+	"wren.im/wren/router"
+	"wren.im/wren/storage"
+	"wren.im/wren/xmpp"
+)
+
+// Hooks connect c2s to the features that act on a session's life cycle.
+// Every field is optional.
+type Hooks struct {
+	// Bound runs after a resource was bound, before the first stanza.
+	Bound func(ctx context.Context, s *Session)
+	// Presence handles every presence stanza the client sends (with 'from'
+	// stamped). Without it, presence is routed as is.
+	Presence func(ctx context.Context, s *Session, st *router.Stanza)
+	// Ended runs after a bound session was removed from the router, while
+	// its presence state is still readable. replaced is true when another
+	// connection took over the same full JID.
+	Ended func(ctx context.Context, s *Session, replaced bool)
+	// PreAuthIQ answers IQs sent before authentication (in-band
+	// registration). It returns the reply, or nil to refuse the IQ.
+	PreAuthIQ func(ctx context.Context, iq *xmpp.Element, secure bool) *xmpp.Element
+	// RegisterFeature reports whether in-band registration is advertised.
+	RegisterFeature bool
+}
+
+// Config configures the c2s service.
+type Config struct {
+	Domain string
+	// TLS is the server's TLS configuration (certificate, TLS 1.2 minimum).
+	TLS *tls.Config
+	// Cert is the leaf certificate, for tls-server-end-point channel binding.
+	Cert *x509.Certificate
+	// AllowPlaintextLoopback allows authentication without TLS from loopback.
+	AllowPlaintextLoopback bool
+	// AllowPlain offers SASL PLAIN over TLS.
+	AllowPlain bool
+	// Limits after authentication; PreAuthBytes bounds elements before it.
+	Limits       xmpp.Limits
+	PreAuthBytes int
+	// AuthTimeout bounds the time from connect to bound resource.
+	AuthTimeout time.Duration
+	// IdleTimeout closes streams that sent nothing for this long.
+	IdleTimeout time.Duration
+	// KeepaliveInterval is how often a quiet stream gets a whitespace ping.
+	KeepaliveInterval time.Duration
+	// SendQueue is the number of stanzas a session may have queued.
+	SendQueue int
+	// FailureDelay and MaxFailureDelay slow down repeated authentication
+	// failures from one address.
+	FailureDelay, MaxFailureDelay time.Duration
+
+	Accounts storage.Accounts
+	Router   *router.Router
+	Hooks    Hooks
+	Logger   *slog.Logger
+}
+
+// Server accepts client connections on any number of listeners.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	failures *failureTracker
+
+	mu       sync.Mutex
+	sessions map[*Session]struct{}
+	wg       sync.WaitGroup
+}
+
+// New returns a c2s server.
+func New(cfg Config) (*Server, error) {
+	if cfg.TLS == nil && !cfg.AllowPlaintextLoopback {
+		return nil, errors.New("c2s: a TLS configuration is required")
+	}
+	if cfg.TLS != nil {
+		t := cfg.TLS.Clone()
+		if t.MinVersion < tls.VersionTLS12 {
+			t.MinVersion = tls.VersionTLS12
+		}
+		cfg.TLS = t
+	}
+	if cfg.SendQueue <= 0 {
+		cfg.SendQueue = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Server{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "c2s"),
+		failures: newFailureTracker(cfg.FailureDelay, cfg.MaxFailureDelay),
+		sessions: map[*Session]struct{}{},
+	}, nil
+}
+
+// Serve accepts connections on ln until ctx is cancelled or ln fails.
+// directTLS selects XEP-0368 direct TLS instead of STARTTLS.
+func (srv *Server) Serve(ctx context.Context, ln net.Listener, directTLS bool) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				srv.log.Warn("accept failed; retrying", "listener", ln.Addr().String(), "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s := newSession(srv, conn, directTLS)
+		srv.mu.Lock()
+		srv.sessions[s] = struct{}{}
+		srv.wg.Add(1)
+		srv.mu.Unlock()
+		go func() {
+			defer srv.wg.Done()
+			s.serve(ctx)
+			srv.mu.Lock()
+			delete(srv.sessions, s)
+			srv.mu.Unlock()
+		}()
+	}
+}
+
+// Shutdown closes every session with system-shutdown and waits for them to
+// end or for ctx to expire.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.mu.Lock()
+	for s := range srv.sessions {
+		s.Close(xmpp.NewStreamError(xmpp.StreamSystemShutdown, "the server is shutting down"))
+	}
+	srv.mu.Unlock()
+	done := make(chan struct{})
+	go func() { srv.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Connections returns the number of open client connections.
+func (srv *Server) Connections() int {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return len(srv.sessions)
+}
+
+func (srv *Server) saslServer(state *tls.ConnectionState) *auth.Server {
+	return &auth.Server{
+		Domain:     srv.cfg.Domain,
+		Lookup:     srv.cfg.Accounts.Account,
+		TLS:        state,
+		ServerCert: srv.cfg.Cert,
+		AllowPlain: srv.cfg.AllowPlain,
+	}
+}
+
+// failureTracker slows down repeated authentication failures per address.
+type failureTracker struct {
+	base, max time.Duration
+	mu        sync.Mutex
+	byAddr    map[string]failureRecord
+}
+
+type failureRecord struct {
+	count int
+	last  time.Time
+}
+
+const failureMemory = 10 * time.Minute
+
+func newFailureTracker(base, maxDelay time.Duration) *failureTracker {
+	return &failureTracker{base: base, max: maxDelay, byAddr: map[string]failureRecord{}}
+}
+
+// fail records a failure from addr and returns how long to wait before
+// answering it.
+func (f *failureTracker) fail(addr string, now time.Time) time.Duration {
+	if f.base <= 0 {
+		return 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.byAddr) > 4096 {
+		for a, r := range f.byAddr {
+			if now.Sub(r.last) > failureMemory {
+				delete(f.byAddr, a)
+			}
+		}
+	}
+	r := f.byAddr[addr]
+	if now.Sub(r.last) > failureMemory {
+		r.count = 0
+	}
+	r.count++
+	r.last = now
+	f.byAddr[addr] = r
+	if r.count == 1 {
+		// A single typo costs nothing; repeated failures do.
+		return 0
+	}
+	d := f.base
+	for i := 2; i < r.count && d < f.max; i++ {
+		d *= 2
+	}
+	return min(d, f.max)
+}
+
+// succeed forgets the failures of addr.
+func (f *failureTracker) succeed(addr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.byAddr, addr)
+}

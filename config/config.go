@@ -1,0 +1,114 @@
+// Package config holds Wren's configuration: the file format (TOML), the
+// embedded defaults, command-line overrides and validation.
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is the whole server configuration. The zero value is not usable;
+// start from Default().
+type Config struct {
+	// Domain is the XMPP domain served (the part after @ in user JIDs).
+	Domain string `toml:"domain"`
+	// DataDir holds the SQLite database, generated certificates and
+	// runtime files. Relative paths are relative to the working directory.
+	DataDir string `toml:"data_dir"`
+
+	Log          Log          `toml:"log"`
+	TLS          TLS          `toml:"tls"`
+	C2S          C2S          `toml:"c2s"`
+	Auth         Auth         `toml:"auth"`
+	Registration Registration `toml:"registration"`
+	Offline      Offline      `toml:"offline"`
+}
+
+// Log configures logging through log/slog.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `toml:"level"`
+	// Format is text or json.
+	Format string `toml:"format"`
+}
+
+// TLS names the certificate and key used for c2s. When both are empty a
+// self-signed certificate for Domain is generated in DataDir on first start.
+type TLS struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+// C2S configures client connections.
+type C2S struct {
+	// Listen is the STARTTLS listener address (host:port); empty disables it.
+	Listen string `toml:"listen"`
+	// DirectTLS is the XEP-0368 direct TLS listener address; empty disables it.
+	DirectTLS string `toml:"direct_tls"`
+	// AllowPlaintextLoopback lets clients connecting from a loopback address
+	// authenticate without STARTTLS. Off by default.
+	AllowPlaintextLoopback bool `toml:"allow_plaintext_loopback"`
+	// MaxStanzaBytes is the largest stanza accepted after authentication.
+	MaxStanzaBytes int `toml:"max_stanza_bytes"`
+	// MaxPreAuthBytes is the largest element accepted before authentication.
+	MaxPreAuthBytes int `toml:"max_preauth_bytes"`
+	// MaxDepth is the deepest element nesting accepted inside a stanza.
+	MaxDepth int `toml:"max_depth"`
+	// MaxAttrs is the largest number of attributes on one element.
+	MaxAttrs int `toml:"max_attrs"`
+	// AuthTimeout closes streams that have not authenticated and bound a
+	// resource within this time.
+	AuthTimeout Duration `toml:"auth_timeout"`
+	// IdleTimeout closes authenticated streams that sent nothing (not even
+	// a whitespace keepalive) for this long.
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// KeepaliveInterval is how often the server sends a whitespace
+	// keepalive on an otherwise quiet stream.
+	KeepaliveInterval Duration `toml:"keepalive_interval"`
+	// SendQueue is the number of stanzas queued for one session before the
+	// session is considered stalled.
+	SendQueue int `toml:"send_queue"`
+}
+
+// Auth configures authentication.
+type Auth struct {
+	// ScramIterations is the PBKDF2 iteration count for new credentials.
+	ScramIterations int `toml:"scram_iterations"`
+	// FailureDelay is the base delay added after a failed authentication
+	// from one address; it doubles with each further failure, up to MaxFailureDelay.
+	FailureDelay    Duration `toml:"failure_delay"`
+	MaxFailureDelay Duration `toml:"max_failure_delay"`
+	// AllowPlain offers SASL PLAIN (only ever over TLS).
+	AllowPlain bool `toml:"allow_plain"`
+}
+
+// Registration configures in-band registration (XEP-0077).
+type Registration struct {
+	// Enabled allows anyone who can connect to create an account. Off by default.
+	Enabled bool `toml:"enabled"`
+	// MinPasswordLength rejects shorter passwords.
+	MinPasswordLength int `toml:"min_password_length"`
+}
+
+// Offline configures offline message storage (XEP-0160).
+type Offline struct {
+	// MaxPerUser caps the queue of one user; further messages are bounced
+	// with resource-constraint. 0 means no cap.
+	MaxPerUser int `toml:"max_per_user"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s", "5m").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: write a number with a unit, such as \"500ms\", \"30s\", \"10m\" or \"1h\"", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }

@@ -1,0 +1,103 @@
+package config
+
+// Example returns a complete configuration file in TOML with every option
+// set to its default value and a comment explaining it. Loading it gives
+// exactly Default(); `wren config example` prints it as a starting point.
+func Example() string {
+	return exampleTOML
+}
+
+const exampleTOML = `# Wren configuration file (TOML).
+#
+# Every option is shown with its default value; delete the ones you do not
+# change. Durations are written with a unit: "500ms", "30s", "10m", "1h".
+# Check a file with:  wren config check --config /path/to/wren.toml
+
+# The XMPP domain this server is responsible for: the part after the @ in
+# your users' addresses (alice@example.org). Clients find the server through
+# DNS SRV records or the A/AAAA record of this name.
+domain = "localhost"
+
+# Directory for the database (wren.db) and generated certificates (tls/).
+# A relative path is relative to the directory the server is started from.
+# Keep it on local disk and include it in your backups.
+data_dir = "./data"
+
+[log]
+# How much to log: debug, info, warn or error.
+level = "info"
+# Log line format on standard error: text (human readable) or json (for log
+# collectors).
+format = "text"
+
+[tls]
+# Certificate chain (PEM, server certificate first) and private key (PEM)
+# for the domain, for example from Let's Encrypt. Set both or neither.
+# When both are empty, Wren generates a self-signed certificate in
+# data_dir/tls/ on first start; clients will warn about it, so use it only
+# for testing.
+cert_file = ""
+key_file = ""
+
+[c2s]
+# Address (host:port) where clients connect and upgrade with STARTTLS.
+# "0.0.0.0:5222" or "[::]:5222" accepts clients from the network; the
+# default accepts only clients on this machine. An empty string disables
+# this listener.
+listen = "127.0.0.1:5222"
+# Address (host:port) for direct TLS connections (XEP-0368), which some
+# networks let through more easily. An empty string disables it.
+direct_tls = "127.0.0.1:5223"
+# Let clients connecting from this machine (a loopback address) log in
+# without TLS. Useful for local tools and tests; leave it off otherwise.
+allow_plaintext_loopback = false
+# Largest stanza (message, presence, iq) in bytes that a logged-in client
+# may send. Larger ones close the connection with a policy error.
+max_stanza_bytes = 262144
+# Largest element in bytes a client may send before it has logged in. Must
+# fit a complete authentication exchange; must not exceed max_stanza_bytes.
+max_preauth_bytes = 16384
+# Deepest nesting of XML elements allowed inside one stanza.
+max_depth = 32
+# Largest number of attributes allowed on one XML element.
+max_attrs = 64
+# Connections that have not logged in and bound a resource within this
+# time are closed.
+auth_timeout = "30s"
+# Logged-in connections from which nothing at all has been received (not
+# even a whitespace keepalive) for this long are closed.
+idle_timeout = "10m"
+# How often the server sends a whitespace keepalive on a quiet connection,
+# which keeps NAT and firewall state alive.
+keepalive_interval = "60s"
+# How many stanzas may wait to be sent to one connection. A client that
+# falls this far behind is considered stalled and is disconnected.
+send_queue = 1024
+
+[auth]
+# PBKDF2 iteration count used when a password is set (SCRAM). Higher is
+# slower to crack but costs more CPU at each login. At least 4096. Changing
+# it affects passwords set afterwards only.
+scram_iterations = 10000
+# Delay added after a failed login from one address; it doubles with each
+# further failure from that address, up to max_failure_delay. "0s" disables
+# the delay.
+failure_delay = "500ms"
+max_failure_delay = "8s"
+# Offer the PLAIN mechanism (password sent inside TLS) in addition to SCRAM,
+# for clients that support nothing else. PLAIN is never offered without TLS.
+allow_plain = true
+
+[registration]
+# Let anyone who can connect create an account (in-band registration,
+# XEP-0077). Off by default; create accounts with 'wren user add' instead.
+enabled = false
+# Shortest password, in characters, accepted at registration and password
+# change by users. Administrators using 'wren user' are only warned.
+min_password_length = 8
+
+[offline]
+# Most messages kept for one user while they are offline; further messages
+# are returned to their senders with an error. 0 means no limit.
+max_per_user = 1000
+`

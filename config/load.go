@@ -1,0 +1,179 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Default returns the built-in configuration: a server for "localhost" that
+// keeps its data in ./data, listens for clients on the loopback interface
+// only and uses a generated self-signed certificate. Every call returns a
+// fresh value that the caller may modify.
+func Default() *Config {
+	return &Config{
+		Domain:  "localhost",
+		DataDir: "./data",
+		Log: Log{
+			Level:  "info",
+			Format: "text",
+		},
+		C2S: C2S{
+			Listen:                 "127.0.0.1:5222",
+			DirectTLS:              "127.0.0.1:5223",
+			AllowPlaintextLoopback: false,
+			MaxStanzaBytes:         262144,
+			MaxPreAuthBytes:        16384,
+			MaxDepth:               32,
+			MaxAttrs:               64,
+			AuthTimeout:            Duration{30 * time.Second},
+			IdleTimeout:            Duration{10 * time.Minute},
+			KeepaliveInterval:      Duration{60 * time.Second},
+			SendQueue:              1024,
+		},
+		Auth: Auth{
+			ScramIterations: 10000,
+			FailureDelay:    Duration{500 * time.Millisecond},
+			MaxFailureDelay: Duration{8 * time.Second},
+			AllowPlain:      true,
+		},
+		Registration: Registration{
+			Enabled:           false,
+			MinPasswordLength: 8,
+		},
+		Offline: Offline{
+			MaxPerUser: 1000,
+		},
+	}
+}
+
+// Load reads the TOML file at path over the defaults: options the file does
+// not mention keep their Default value. An option the file names but Wren
+// does not know is an error, so that a typing mistake is not silently
+// ignored. Load does not validate the result; call Validate for that.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("config %s: cannot read the file: %w", path, err)
+	}
+	cfg := Default()
+	md, err := toml.Decode(string(data), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %s", path, describeTOMLError(err))
+	}
+	if unknown := unknownKeys(md.Undecoded()); len(unknown) > 0 {
+		lines := strings.Split(string(data), "\n")
+		errs := make([]error, 0, len(unknown))
+		for _, k := range unknown {
+			if n := findKeyLine(lines, k); n > 0 {
+				errs = append(errs, fmt.Errorf("config %s: line %d: unknown option %s", path, n, k))
+			} else {
+				errs = append(errs, fmt.Errorf("config %s: unknown option %s", path, k))
+			}
+		}
+		return nil, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// describeTOMLError turns an error of the toml package into text for an
+// operator: the line, the option if known, and what is wrong.
+func describeTOMLError(err error) string {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		msg := pe.Message
+		if pe.LastKey != "" {
+			msg = fmt.Sprintf("option %s: %s", pe.LastKey, msg)
+		}
+		if pe.Position.Line > 0 {
+			return fmt.Sprintf("line %d: %s", pe.Position.Line, msg)
+		}
+		return msg
+	}
+	return strings.TrimPrefix(err.Error(), "toml: ")
+}
+
+// unknownKeys returns the undecoded keys as dotted names, leaving out keys
+// inside an unknown table (reporting the table is enough).
+func unknownKeys(keys []toml.Key) []string {
+	var out []string
+	var tables []toml.Key
+next:
+	for _, k := range keys {
+		for _, t := range tables {
+			if len(k) > len(t) && equalKeys(k[:len(t)], t) {
+				continue next
+			}
+		}
+		tables = append(tables, k)
+		out = append(out, k.String())
+	}
+	return out
+}
+
+func equalKeys(a, b toml.Key) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// findKeyLine makes a best effort to find the 1-based line on which the
+// dotted key is written, as "[table]", "key = ..." inside its table, or
+// "table.key = ...". It returns 0 when it cannot tell.
+func findKeyLine(lines []string, dotted string) int {
+	parts := strings.Split(dotted, ".")
+	table := ""
+	for i, line := range lines {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			end := strings.Index(line, "]")
+			if end < 0 {
+				continue
+			}
+			table = strings.TrimSpace(strings.Trim(line[:end+1], "[]"))
+			if table == dotted {
+				return i + 1
+			}
+			continue
+		}
+		eq := strings.Index(line, "=")
+		if eq < 0 {
+			continue
+		}
+		key := strings.ReplaceAll(strings.TrimSpace(line[:eq]), " ", "")
+		full := key
+		if table != "" {
+			full = table + "." + key
+		}
+		if full == dotted || (len(parts) > 1 && strings.HasPrefix(dotted, full+".")) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// Path returns name inside the data directory.
+func (c *Config) Path(name string) string {
+	return filepath.Join(c.DataDir, name)
+}
+
+// DatabasePath is the SQLite database file: wren.db in the data directory.
+func (c *Config) DatabasePath() string {
+	return c.Path("wren.db")
+}

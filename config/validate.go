@@ -1,0 +1,166 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"mellium.im/xmpp/jid"
+)
+
+// MinScramIterations is the lowest PBKDF2 iteration count Validate accepts
+// for auth.scram_iterations (RFC 7677 recommends at least 4096).
+const MinScramIterations = 4096
+
+// Validate checks the configuration and reports every problem it finds, not
+// only the first, joined with errors.Join. Each problem names the option as
+// it is written in the configuration file. Validate does not modify c.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+
+	// Server identity and files.
+	if c.Domain == "" {
+		add("domain is empty: set it to the XMPP domain of your users, the part after @ in their addresses (for example domain = \"example.org\")")
+	} else if j, err := jid.New("", c.Domain, ""); err != nil {
+		add("domain %q is not a valid XMPP domain: %v", c.Domain, err)
+	} else if strings.Contains(c.Domain, "..") {
+		add("domain %q is not a valid XMPP domain: it contains an empty label (\"..\")", c.Domain)
+	} else if norm := j.Domainpart(); norm != c.Domain {
+		add("domain %q is not in canonical form: write it as %q", c.Domain, norm)
+	}
+	if c.DataDir == "" {
+		add("data_dir is empty: set it to the directory for the database and generated certificates (for example data_dir = \"/var/lib/wren\")")
+	}
+
+	// Logging.
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level %q is unknown: use debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add("log.format %q is unknown: use text or json", c.Log.Format)
+	}
+
+	// TLS.
+	switch {
+	case c.TLS.CertFile == "" && c.TLS.KeyFile == "":
+		// A self-signed certificate is generated.
+	case c.TLS.CertFile == "":
+		add("tls.key_file is set but tls.cert_file is not: set both, or neither to use a generated self-signed certificate")
+	case c.TLS.KeyFile == "":
+		add("tls.cert_file is set but tls.key_file is not: set both, or neither to use a generated self-signed certificate")
+	default:
+		if err := checkReadable(c.TLS.CertFile); err != nil {
+			add("tls.cert_file %q cannot be read: %v", c.TLS.CertFile, err)
+		}
+		if err := checkReadable(c.TLS.KeyFile); err != nil {
+			add("tls.key_file %q cannot be read: %v", c.TLS.KeyFile, err)
+		}
+	}
+
+	// Client listeners.
+	if c.C2S.Listen == "" && c.C2S.DirectTLS == "" {
+		add("c2s.listen and c2s.direct_tls are both empty: clients need at least one of them to connect")
+	}
+	if err := checkAddress(c.C2S.Listen); err != nil {
+		add("c2s.listen %q: %v", c.C2S.Listen, err)
+	}
+	if err := checkAddress(c.C2S.DirectTLS); err != nil {
+		add("c2s.direct_tls %q: %v", c.C2S.DirectTLS, err)
+	}
+	if c.C2S.Listen != "" && c.C2S.Listen == c.C2S.DirectTLS && !strings.HasSuffix(c.C2S.Listen, ":0") {
+		add("c2s.listen and c2s.direct_tls are both %q: they need different ports", c.C2S.Listen)
+	}
+
+	// Client limits.
+	positive := func(name string, v int) {
+		if v <= 0 {
+			add("%s is %d: it must be greater than 0", name, v)
+		}
+	}
+	positive("c2s.max_stanza_bytes", c.C2S.MaxStanzaBytes)
+	positive("c2s.max_preauth_bytes", c.C2S.MaxPreAuthBytes)
+	positive("c2s.max_depth", c.C2S.MaxDepth)
+	positive("c2s.max_attrs", c.C2S.MaxAttrs)
+	positive("c2s.send_queue", c.C2S.SendQueue)
+	if c.C2S.MaxPreAuthBytes > 0 && c.C2S.MaxStanzaBytes > 0 && c.C2S.MaxPreAuthBytes > c.C2S.MaxStanzaBytes {
+		add("c2s.max_preauth_bytes (%d) is larger than c2s.max_stanza_bytes (%d): the limit before authentication must not exceed the one after it",
+			c.C2S.MaxPreAuthBytes, c.C2S.MaxStanzaBytes)
+	}
+	positiveDuration := func(name string, d Duration) {
+		if d.Duration <= 0 {
+			add("%s is %s: it must be longer than 0 (for example \"30s\")", name, d.Duration)
+		}
+	}
+	positiveDuration("c2s.auth_timeout", c.C2S.AuthTimeout)
+	positiveDuration("c2s.idle_timeout", c.C2S.IdleTimeout)
+	positiveDuration("c2s.keepalive_interval", c.C2S.KeepaliveInterval)
+
+	// Authentication.
+	if c.Auth.ScramIterations < MinScramIterations {
+		add("auth.scram_iterations is %d: it must be at least %d to keep stored credentials hard to crack", c.Auth.ScramIterations, MinScramIterations)
+	}
+	if c.Auth.FailureDelay.Duration < 0 {
+		add("auth.failure_delay is %s: it must not be negative (0 disables the delay)", c.Auth.FailureDelay.Duration)
+	}
+	if c.Auth.MaxFailureDelay.Duration < c.Auth.FailureDelay.Duration {
+		add("auth.max_failure_delay (%s) is shorter than auth.failure_delay (%s): the cap must be at least the base delay",
+			c.Auth.MaxFailureDelay.Duration, c.Auth.FailureDelay.Duration)
+	}
+
+	// Registration and offline storage.
+	if c.Registration.MinPasswordLength < 0 {
+		add("registration.min_password_length is %d: it must not be negative", c.Registration.MinPasswordLength)
+	}
+	if c.Offline.MaxPerUser < 0 {
+		add("offline.max_per_user is %d: it must not be negative (0 means no cap)", c.Offline.MaxPerUser)
+	}
+
+	return errors.Join(errs...)
+}
+
+// checkAddress checks a listener address; empty means disabled and is fine.
+func checkAddress(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("not a host:port address (for example \"0.0.0.0:5222\" or \"[::]:5222\"; an empty string disables the listener): %w", err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q must be a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// checkReadable opens and closes the file to make sure it can be read.
+func checkReadable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return pe.Err
+		}
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return errors.New("it is a directory, not a file")
+	}
+	return nil
+}

@@ -1,0 +1,263 @@
+// Package server wires Wren together: storage, router, listeners and the
+// features that hook into them.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"wren.im/wren/c2s"
+	"wren.im/wren/certs"
+	"wren.im/wren/config"
+	"wren.im/wren/disco"
+	"wren.im/wren/offline"
+	"wren.im/wren/presence"
+	"wren.im/wren/privatexml"
+	"wren.im/wren/register"
+	"wren.im/wren/roster"
+	"wren.im/wren/router"
+	"wren.im/wren/storage"
+	"wren.im/wren/storage/sqlite"
+	"wren.im/wren/vcard"
+	"wren.im/wren/xmpp"
+)
+
+// Version is the server version reported by XEP-0092 and `wren version`.
+// It is set by the linker (-ldflags "-X wren.im/wren/server.Version=...").
+var Version = "dev"
+
+// Server is a running Wren instance.
+type Server struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	store  storage.Store
+	router *router.Router
+	c2s    *c2s.Server
+	disco  *disco.Service
+
+	listeners []boundListener
+}
+
+type boundListener struct {
+	ln        net.Listener
+	directTLS bool
+}
+
+// Run serves cfg until ctx is cancelled, then shuts down gracefully.
+func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	s, err := New(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// New opens storage, loads certificates, builds every feature and binds the
+// listeners, so that errors (a port in use, a bad certificate) surface
+// before serving starts.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+	}
+	cert, err := certs.LoadOrGenerate(cfg.DataDir, cfg.Domain, cfg.TLS.CertFile, cfg.TLS.KeyFile, logger)
+	if err != nil {
+		return nil, err
+	}
+	store, err := sqlite.Open(ctx, cfg.DatabasePath(), logger)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", cfg.DatabasePath(), err)
+	}
+	s := &Server{cfg: cfg, log: logger, store: store}
+	if err := s.build(cert); err != nil {
+		store.Close()
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		s.closeListeners()
+		store.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) build(cert tls.Certificate) error {
+	cfg := s.cfg
+	r, err := router.New(cfg.Domain, s.log)
+	if err != nil {
+		return fmt.Errorf("domain %q: %w", cfg.Domain, err)
+	}
+	s.router = r
+	s.disco = disco.New(r, "Wren")
+
+	pres := presence.New(r, s.store, s.log)
+	rost := roster.New(s.store, r, pres, s.log)
+	pres.SetSubscriptions(rost)
+	off := offline.New(s.store, cfg.Domain, cfg.Offline.MaxPerUser, s.log)
+	pres.OnInitialPresence(off.Deliver)
+	vcard.New(s.store, r)
+	privatexml.New(s.store, r)
+	reg := register.New(register.Config{
+		Domain:            cfg.Domain,
+		Open:              cfg.Registration.Enabled,
+		MinPasswordLength: cfg.Registration.MinPasswordLength,
+		ScramIterations:   cfg.Auth.ScramIterations,
+	}, s.store, r, s.log)
+	r.HandleIQ(router.ToServer, xmpp.NSPing, s.ping)
+	r.HandleIQ(router.ToAccount, xmpp.NSPing, s.ping)
+	r.HandleIQ(router.ToServer, xmpp.NSVersion, s.version)
+
+	r.SetHooks(router.Hooks{
+		Offline:         off.Store,
+		InboundPresence: pres.InboundPresence,
+		AccountExists: func(ctx context.Context, user string) bool {
+			_, err := s.store.Account(ctx, user)
+			return err == nil
+		},
+	})
+	s.disco.AddServerFeature(xmpp.NSPing, xmpp.NSVersion, xmpp.NSOffline, xmpp.NSVCard, xmpp.NSPrivate, xmpp.NSRegister, "urn:xmpp:delay")
+	s.disco.AddAccountFeature(xmpp.NSPing, xmpp.NSVCard)
+
+	tlsCfg := &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"xmpp-client"},
+	}
+	c, err := c2s.New(c2s.Config{
+		Domain:                 cfg.Domain,
+		TLS:                    tlsCfg,
+		Cert:                   cert.Leaf,
+		AllowPlaintextLoopback: cfg.C2S.AllowPlaintextLoopback,
+		AllowPlain:             cfg.Auth.AllowPlain,
+		Limits: xmpp.Limits{
+			MaxBytes: cfg.C2S.MaxStanzaBytes,
+			MaxDepth: cfg.C2S.MaxDepth,
+			MaxAttrs: cfg.C2S.MaxAttrs,
+		},
+		PreAuthBytes:      cfg.C2S.MaxPreAuthBytes,
+		AuthTimeout:       cfg.C2S.AuthTimeout.Duration,
+		IdleTimeout:       cfg.C2S.IdleTimeout.Duration,
+		KeepaliveInterval: cfg.C2S.KeepaliveInterval.Duration,
+		SendQueue:         cfg.C2S.SendQueue,
+		FailureDelay:      cfg.Auth.FailureDelay.Duration,
+		MaxFailureDelay:   cfg.Auth.MaxFailureDelay.Duration,
+		Accounts:          s.store,
+		Router:            r,
+		Hooks: c2s.Hooks{
+			Presence:        pres.ClientPresence,
+			Ended:           pres.SessionEnded,
+			PreAuthIQ:       reg.PreAuthIQ,
+			RegisterFeature: cfg.Registration.Enabled,
+		},
+		Logger: s.log,
+	})
+	if err != nil {
+		return err
+	}
+	s.c2s = c
+	return nil
+}
+
+func (s *Server) listen() error {
+	for _, l := range []struct {
+		addr      string
+		directTLS bool
+		what      string
+	}{
+		{s.cfg.C2S.Listen, false, "c2s STARTTLS"},
+		{s.cfg.C2S.DirectTLS, true, "c2s direct TLS"},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("listen for %s on %s: %w (is another server running there? change c2s.listen/c2s.direct_tls or the --c2s/--c2s-tls flags)", l.what, l.addr, err)
+		}
+		s.listeners = append(s.listeners, boundListener{ln: ln, directTLS: l.directTLS})
+		s.log.Info("listening", "service", l.what, "addr", ln.Addr().String())
+	}
+	if len(s.listeners) == 0 {
+		return errors.New("no listener configured: set c2s.listen or c2s.direct_tls")
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners {
+		l.ln.Close()
+	}
+}
+
+// Addrs returns the bound listener addresses (STARTTLS first, then direct TLS).
+func (s *Server) Addrs() []net.Addr {
+	var out []net.Addr
+	for _, l := range s.listeners {
+		out = append(out, l.ln.Addr())
+	}
+	return out
+}
+
+// Serve runs until ctx is cancelled, then closes all sessions and storage.
+func (s *Server) Serve(ctx context.Context) error {
+	s.log.Info("wren started", "version", Version, "domain", s.cfg.Domain, "data", s.cfg.DataDir)
+	var wg sync.WaitGroup
+	errc := make(chan error, len(s.listeners))
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, l := range s.listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.c2s.Serve(lctx, l.ln, l.directTLS); err != nil {
+				errc <- fmt.Errorf("listener %s: %w", l.ln.Addr(), err)
+				cancel()
+			}
+		}()
+	}
+	<-lctx.Done()
+	wg.Wait()
+	s.log.Info("shutting down", "sessions", s.router.Count())
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := s.c2s.Shutdown(sctx); err != nil {
+		s.log.Warn("some sessions did not end in time", "err", err)
+	}
+	if err := s.store.Close(); err != nil {
+		s.log.Error("closing the database failed", "err", err)
+	}
+	s.log.Info("wren stopped")
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (s *Server) ping(ctx context.Context, iq *router.Stanza) error {
+	if iq.Type() != "get" {
+		return xmpp.NewStanzaError(xmpp.CondBadRequest, "")
+	}
+	s.router.Result(ctx, iq, nil)
+	return nil
+}
+
+func (s *Server) version(ctx context.Context, iq *router.Stanza) error {
+	if iq.Type() != "get" {
+		return xmpp.NewStanzaError(xmpp.CondBadRequest, "")
+	}
+	q := xmpp.NewElement(xmpp.NSVersion, "query")
+	q.AddChild(xmpp.NSVersion, "name").AppendText("Wren")
+	q.AddChild(xmpp.NSVersion, "version").AppendText(Version)
+	q.AddChild(xmpp.NSVersion, "os").AppendText(runtime.GOOS)
+	s.router.Result(ctx, iq, q)
+	return nil
+}

@@ -1,0 +1,195 @@
+// Package sqlite is the embedded default implementation of the storage
+// interfaces of Wren, on top of SQLite (github.com/mattn/go-sqlite3, cgo).
+//
+// A Store keeps two connection pools on the same database file: a single
+// read-write connection used only by the store's writer goroutine, and a
+// small pool of read-only connections for queries. SQLite in WAL mode lets
+// the readers run concurrently with the writer.
+//
+// Every write is a function queued to the writer goroutine, which runs as
+// many queued writes as it can (group commit) in one transaction, each
+// inside its own SAVEPOINT so that a failing write is rolled back without
+// affecting the others in the batch. A write method returns after the
+// transaction holding it committed.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/mattn/go-sqlite3"
+
+	"wren.im/wren/storage"
+)
+
+// ErrClosed is returned by the methods of a Store after Close.
+var ErrClosed = errors.New("sqlite: store is closed")
+
+const (
+	// maxBatch is the largest number of write operations committed in one
+	// transaction.
+	maxBatch = 256
+	// readConns is the size of the read-only connection pool.
+	readConns = 4
+)
+
+// Store is a SQLite database holding everything Wren keeps on disk. It
+// implements storage.Store and is safe for concurrent use. Create it with
+// Open and release it with Close.
+type Store struct {
+	w      *sql.DB // single read-write connection, used by the writer goroutine only
+	r      *sql.DB // read-only pool
+	logger *slog.Logger
+
+	ops  chan *writeOp // unbuffered: a completed send means the writer owns the op
+	quit chan struct{} // closed by Close to stop the writer
+	done chan struct{} // closed by the writer goroutine when it returns
+
+	closeOnce sync.Once
+	closeErr  error // set once by Close
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open opens the database file at path, creating it (mode 0600, and its
+// directory with mode 0700) if needed, applies pending schema migrations and
+// starts the writer goroutine. A database whose schema is newer than this
+// version of Wren knows is refused. A nil logger discards logs.
+func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := createFile(abs, logger); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
+	}
+
+	uri := "file:" + (&url.URL{Path: abs}).EscapedPath()
+	w, err := sql.Open("sqlite3", uri+"?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate&_foreign_keys=1")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+
+	if _, err := migrate(ctx, w, schemaMigrations(), logger); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
+	}
+
+	// The read pool is opened after the migrations so that the file is
+	// already in WAL mode (which is persistent) when readers connect.
+	r, err := sql.Open("sqlite3", uri+"?mode=ro&_query_only=1&_busy_timeout=5000")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s read-only: %w", abs, err)
+	}
+	r.SetMaxOpenConns(readConns)
+	r.SetMaxIdleConns(readConns)
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s read-only: %w", abs, err)
+	}
+
+	s := &Store{
+		w:      w,
+		r:      r,
+		logger: logger,
+		ops:    make(chan *writeOp),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go s.writer()
+	logger.Debug("sqlite store open", "path", abs)
+	return s, nil
+}
+
+// createFile makes sure the database file exists, creating its directory
+// with mode 0700 and the file itself with mode 0600 so that SQLite, which
+// gives its -wal and -shm files the mode of the database file, never
+// creates anything readable by other users. An existing file is left as it
+// is, with a warning if other users can read it.
+func createFile(path string, logger *slog.Logger) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		logger.Warn("database file is accessible to other users", "path", path, "mode", fi.Mode().Perm().String())
+	}
+	return nil
+}
+
+// Close waits for the writes already accepted by the writer to commit, stops
+// the writer goroutine and closes the database. Writes racing with Close
+// either complete or fail with ErrClosed; every call after Close fails with
+// ErrClosed. Close is idempotent and safe for concurrent use: every call
+// returns the result of the first.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.done
+		if err := errors.Join(s.r.Close(), s.w.Close()); err != nil {
+			s.closeErr = fmt.Errorf("sqlite: close: %w", err)
+		}
+		s.logger.Debug("sqlite store closed")
+	})
+	return s.closeErr
+}
+
+// isClosed reports whether Close has been called.
+func (s *Store) isClosed() bool {
+	select {
+	case <-s.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// isNoRows reports whether err means a query returned no row.
+func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
+
+// isForeignKey reports whether err is a foreign key violation, which in this
+// schema means the user has no account.
+func isForeignKey(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintForeignKey
+}
+
+// noAccount is the error returned by writes for a user who has no account.
+func noAccount(user string) error {
+	return fmt.Errorf("no account %q: %w", user, storage.ErrNotFound)
+}
+
+// blob returns b, or an empty non-nil slice if b is nil: the driver binds a
+// nil slice as NULL, which the NOT NULL columns refuse.
+func blob(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}

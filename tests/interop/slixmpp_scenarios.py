@@ -1,0 +1,222 @@
+#!/usr/bin/python3
+"""Interop scenarios that drive a running Wren server with slixmpp.
+
+Each scenario prints what it checks and exits non-zero on the first
+failure. Usage:
+    slixmpp_scenarios.py SCENARIO --port P --tls-port T --domain D --ca FILE
+The accounts alice, bob (password 'secret-<name>') must exist.
+"""
+import argparse
+import asyncio
+import logging
+import sys
+import time
+
+import slixmpp
+
+TIMEOUT = 15
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+    print("ok:", what, flush=True)
+
+
+class Client(slixmpp.ClientXMPP):
+    def __init__(self, jid, password, args, mech=None, direct_tls=False):
+        super().__init__(jid, password)
+        self.args = args
+        self.direct_tls = direct_tls
+        self.ca_certs = args.ca
+        if mech:
+            self['feature_mechanisms'].use_mech = mech
+        self.messages = asyncio.Queue()
+        self.presences = asyncio.Queue()
+        self.subscriptions = asyncio.Queue()
+        self.session_started = asyncio.get_event_loop().create_future()
+        self.add_event_handler('session_start', self._on_start)
+        self.add_event_handler('failed_all_auth', self._on_failed)
+        self.add_event_handler('message', lambda m: self.messages.put_nowait(m))
+        self.add_event_handler('presence_available', lambda p: self.presences.put_nowait(p))
+        self.add_event_handler('presence_unavailable', lambda p: self.presences.put_nowait(p))
+        self.add_event_handler('presence_subscribe', lambda p: self.subscriptions.put_nowait(p))
+        self.add_event_handler('presence_subscribed', lambda p: self.subscriptions.put_nowait(p))
+        self.auto_authorize = None
+        self.auto_subscribe = False
+
+    async def _on_start(self, _):
+        if not self.session_started.done():
+            self.session_started.set_result(True)
+
+    def _on_failed(self, _):
+        if not self.session_started.done():
+            self.session_started.set_result(False)
+
+    async def login(self, presence=True, roster=True):
+        port = self.args.tls_port if self.direct_tls else self.args.port
+        self.connect(address=('127.0.0.1', port), use_ssl=self.direct_tls,
+                     force_starttls=not self.direct_tls)
+        ok = await asyncio.wait_for(self.session_started, TIMEOUT)
+        if ok and roster:
+            await self.get_roster()
+        if ok and presence:
+            self.send_presence()
+        return ok
+
+    def drop_tcp(self):
+        """Cut the TCP connection without closing the XMPP stream."""
+        self.transport.abort()
+
+
+def jid(args, name):
+    return f"{name}@{args.domain}"
+
+
+def pw(name):
+    return "secret-" + name
+
+
+async def next_matching(queue, pred, what):
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Fail("timed out waiting for " + what)
+        try:
+            item = await asyncio.wait_for(queue.get(), left)
+        except asyncio.TimeoutError:
+            raise Fail("timed out waiting for " + what)
+        if pred(item):
+            return item
+
+
+async def login_scenario(args):
+    for mech in ("SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS"):
+        for direct in (False, True):
+            c = Client(jid(args, "alice"), pw("alice"), args, mech=mech, direct_tls=direct)
+            ok = await c.login(presence=False, roster=False)
+            check(ok, f"alice logs in with {mech} over {'direct TLS' if direct else 'STARTTLS'}")
+            check(str(c.boundjid.bare) == jid(args, "alice"), "bound JID is alice's")
+            check(c.boundjid.resource != "", "server assigned or accepted a resource")
+            c.disconnect()
+            await c.disconnected
+
+
+async def wrong_password_scenario(args):
+    c = Client(jid(args, "alice"), "not-the-password", args, mech="SCRAM-SHA-256")
+    ok = await c.login(presence=False, roster=False)
+    check(ok is False, "wrong password is refused")
+    c.disconnect()
+    c2 = Client(jid(args, "nosuchuser"), "whatever", args, mech="SCRAM-SHA-1")
+    ok = await c2.login(presence=False, roster=False)
+    check(ok is False, "unknown user is refused")
+    c2.disconnect()
+
+
+async def chat_scenario(args):
+    alice = Client(jid(args, "alice") + "/desk", pw("alice"), args)
+    bob = Client(jid(args, "bob") + "/phone", pw("bob"), args, direct_tls=True)
+    check(await alice.login(), "alice logged in")
+    check(await bob.login(), "bob logged in")
+
+    # alice -> bob subscription, bob approves; then bob -> alice, alice approves.
+    alice.send_presence(pto=jid(args, "bob"), ptype="subscribe")
+    req = await next_matching(bob.subscriptions, lambda p: p['type'] == 'subscribe', "bob receives alice's request")
+    check(str(req['from'].bare) == jid(args, "alice"), "request comes from alice's bare JID")
+    bob.send_presence(pto=jid(args, "alice"), ptype="subscribed")
+    await next_matching(alice.subscriptions, lambda p: p['type'] == 'subscribed', "alice sees the approval")
+    p = await next_matching(alice.presences, lambda p: p['from'].bare == jid(args, "bob") and p['type'] == 'available',
+                            "alice sees bob's presence after approval")
+    check(str(p['from']) == jid(args, "bob") + "/phone", "presence comes from bob's full JID")
+
+    bob.send_presence(pto=jid(args, "alice"), ptype="subscribe")
+    await next_matching(alice.subscriptions, lambda p: p['type'] == 'subscribe', "alice receives bob's request")
+    alice.send_presence(pto=jid(args, "bob"), ptype="subscribed")
+    await next_matching(bob.presences, lambda p: p['from'].bare == jid(args, "alice") and p['type'] == 'available',
+                        "bob sees alice's presence")
+
+    roster = await alice.get_roster()
+    sub = roster['roster']['items'][slixmpp.JID(jid(args, "bob"))]['subscription']
+    check(sub == 'both', f"alice's roster shows subscription both with bob (got {sub})")
+    roster = await bob.get_roster()
+    sub = roster['roster']['items'][slixmpp.JID(jid(args, "alice"))]['subscription']
+    check(sub == 'both', f"bob's roster shows subscription both with alice (got {sub})")
+
+    # Chat both ways.
+    alice.send_message(mto=jid(args, "bob"), mbody="hello bob", mtype="chat")
+    m = await next_matching(bob.messages, lambda m: m['body'] == "hello bob", "bob receives alice's message")
+    check(str(m['from']) == jid(args, "alice") + "/desk", "message from alice's full JID")
+    bob.send_message(mto=str(m['from']), mbody="hi alice", mtype="chat")
+    await next_matching(alice.messages, lambda m: m['body'] == "hi alice", "alice receives bob's reply")
+
+    # Presence update is broadcast.
+    bob.send_presence(pshow="away", pstatus="lunch")
+    p = await next_matching(alice.presences, lambda p: p['from'].bare == jid(args, "bob") and p['show'] == 'away',
+                            "alice sees bob go away")
+    check(p['status'] == "lunch", "status text is carried")
+
+    # bob's TCP connection dies: alice must see him go unavailable.
+    bob.drop_tcp()
+    await next_matching(alice.presences, lambda p: p['from'].bare == jid(args, "bob") and p['type'] == 'unavailable',
+                        "alice sees bob unavailable after his TCP connection died")
+
+    # Offline message with delay stamp.
+    alice.send_message(mto=jid(args, "bob"), mbody="while you were away", mtype="chat")
+    await asyncio.sleep(0.5)
+    bob2 = Client(jid(args, "bob") + "/laptop", pw("bob"), args)
+    check(await bob2.login(), "bob logs in again")
+    m = await next_matching(bob2.messages, lambda m: m['body'] == "while you were away", "bob gets the offline message")
+    stamp = m['delay']['stamp']
+    check(stamp is not None, f"offline message carries a delay stamp ({stamp})")
+    await next_matching(alice.presences, lambda p: str(p['from']) == jid(args, "bob") + "/laptop" and p['type'] == 'available',
+                        "alice sees bob's new resource")
+
+    # Unsubscribe: alice cancels her subscription to bob.
+    alice.send_presence(pto=jid(args, "bob"), ptype="unsubscribe")
+    await next_matching(alice.presences, lambda p: p['from'].bare == jid(args, "bob") and p['type'] == 'unavailable',
+                        "alice gets bob's unavailable after unsubscribing")
+    await asyncio.sleep(0.3)
+    roster = await alice.get_roster()
+    sub = roster['roster']['items'][slixmpp.JID(jid(args, "bob"))]['subscription']
+    check(sub == 'from', f"alice's subscription to bob is now 'from' (got {sub})")
+
+    alice.disconnect()
+    bob2.disconnect()
+    await alice.disconnected
+    await bob2.disconnected
+
+
+SCENARIOS = {
+    "login": login_scenario,
+    "wrong-password": wrong_password_scenario,
+    "chat": chat_scenario,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario", choices=sorted(SCENARIOS))
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--tls-port", type=int, required=True)
+    ap.add_argument("--domain", required=True)
+    ap.add_argument("--ca", required=True)
+    ap.add_argument("--debug", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(asyncio.wait_for(SCENARIOS[args.scenario](args), 120))
+    except Fail as e:
+        print("FAIL:", e, flush=True)
+        sys.exit(1)
+    print("PASS", args.scenario, flush=True)
+
+
+if __name__ == "__main__":
+    main()
