@@ -52,6 +52,11 @@ var (
 	// ErrExchangeFinished is returned by Exchange.Step once the exchange has
 	// succeeded or failed; a new exchange needs a new Server.Start.
 	ErrExchangeFinished = errors.New("auth: exchange already finished")
+	// ErrDowngrade accompanies ErrNotAuthorized when a client that supports
+	// channel binding did not see the -PLUS mechanisms the server offers
+	// (RFC 5802 §6). It is a protocol mismatch or an attack, not a password
+	// guess.
+	ErrDowngrade = errors.New("auth: channel binding downgrade")
 	// ErrInvalidPassword is returned by NewCredentials for a password that is
 	// empty or not allowed by the PRECIS OpaqueString profile.
 	ErrInvalidPassword = errors.New("auth: invalid password")
@@ -102,6 +107,10 @@ type Server struct {
 	ServerCert *x509.Certificate
 	// AllowPlain offers PLAIN; it is only ever offered when TLS != nil.
 	AllowPlain bool
+	// NoChannelBinding turns channel binding off: no -PLUS mechanisms and no
+	// XEP-0440 advertisement. For deployments behind a TLS-terminating proxy,
+	// where the client's TLS channel is not the server's.
+	NoChannelBinding bool
 
 	// UnknownUserSecret keys the derivation of the fake salt shown to a
 	// client that tries to log in as a user that does not exist, so that
@@ -134,13 +143,14 @@ func (s *Server) Mechanisms() []string {
 }
 
 // ChannelBindings returns the channel binding types supported on this stream,
-// for XEP-0440 advertisement: tls-exporter on TLS 1.3 (RFC 9266 defines it
-// for TLS 1.3 only here), and tls-server-end-point when ServerCert is set and
-// RFC 5929 defines a hash for its signature algorithm (it does not for
-// Ed25519, for instance). The result is empty when the stream is not
-// encrypted.
+// for XEP-0440 advertisement: tls-exporter on TLS 1.3 only (RFC 9266 defines
+// it for TLS 1.3; on TLS 1.2 it would be safe only with the extended master
+// secret), and tls-server-end-point when ServerCert is set and RFC 5929
+// defines a hash for its signature algorithm (it does not for Ed25519, for
+// instance). The result is empty when the stream is not encrypted or the
+// handshake is not complete.
 func (s *Server) ChannelBindings() []string {
-	if s.TLS == nil || !s.TLS.HandshakeComplete {
+	if s.TLS == nil || !s.TLS.HandshakeComplete || s.NoChannelBinding {
 		return nil
 	}
 	var cb []string
@@ -236,7 +246,6 @@ func (e *Exchange) Step(clientMsg []byte) (serverMsg []byte, done bool, err erro
 	more, resp, err := e.neg.Step(bytes.Clone(clientMsg))
 	if err != nil {
 		e.finished = true
-		e.username = ""
 		return nil, false, err
 	}
 	if !more {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"unicode/utf8"
 
 	"golang.org/x/text/secure/precis"
 
@@ -49,6 +50,10 @@ func NewCredentials(password string, iterations int) (sha1, sha256 storage.Scram
 func preparePassword(password string) (string, error) {
 	if password == "" {
 		return "", fmt.Errorf("%w: empty", ErrInvalidPassword)
+	}
+	if !utf8.ValidString(password) {
+		// OpaqueString would silently turn invalid bytes into U+FFFD.
+		return "", fmt.Errorf("%w: invalid UTF-8", ErrInvalidPassword)
 	}
 	p, err := precis.OpaqueString.String(password)
 	if err != nil {

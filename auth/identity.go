@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/text/secure/precis"
 	"mellium.im/xmpp/jid"
@@ -13,6 +14,9 @@ import (
 // an XMPP address (RFC 7622 §3.3): PRECIS UsernameCaseMapped, non-empty, at
 // most 1023 bytes, none of the characters RFC 7622 forbids in localparts.
 func normalizeUsername(raw string) (string, error) {
+	if !utf8.ValidString(raw) {
+		return "", errors.New("username is not valid UTF-8")
+	}
 	u, err := precis.UsernameCaseMapped.String(raw)
 	if err != nil {
 		return "", err

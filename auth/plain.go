@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"unicode/utf8"
 
-	"golang.org/x/text/secure/precis"
 	"mellium.im/sasl"
 )
 
@@ -50,8 +49,8 @@ func (e *Exchange) plainVerify(msg []byte) error {
 			return err
 		}
 	}
-	password, err := precis.OpaqueString.String(passwd)
-	if err != nil || password == "" {
+	password, err := preparePassword(passwd)
+	if err != nil {
 		return fmt.Errorf("%w: password not allowed by OpaqueString", ErrNotAuthorized)
 	}
 

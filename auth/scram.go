@@ -132,7 +132,7 @@ func (e *Exchange) expectedChannelBinding(n *sasl.Negotiator, cf *clientFirst, p
 			// RFC 5802 §6: the client supports channel binding but thinks
 			// the server does not, although it does: someone removed the
 			// -PLUS mechanisms from the list the client saw.
-			return nil, fmt.Errorf("%w: client did not see the channel binding the server offers (possible downgrade attack)", ErrNotAuthorized)
+			return nil, fmt.Errorf("%w: %w: client did not see the channel binding the server offers (possible downgrade attack)", ErrNotAuthorized, ErrDowngrade)
 		}
 	default: // 'n'
 		if plus {
@@ -297,6 +297,9 @@ func parseClientFinal(msg []byte) (*clientFinal, error) {
 	if cf.proof, err = decodeBase64(p); err != nil {
 		return nil, fmt.Errorf("%w: client-final-message: proof: %v", ErrMalformed, err)
 	}
+	if len(cf.proof) == 0 {
+		return nil, malformed("client-final-message: empty proof")
+	}
 
 	fields := strings.Split(cf.withoutProof, ",")
 	if len(fields) < 2 {
@@ -308,6 +311,9 @@ func parseClientFinal(msg []byte) (*clientFinal, error) {
 	}
 	if cf.cbInput, err = decodeBase64(c); err != nil {
 		return nil, fmt.Errorf("%w: client-final-message: channel binding: %v", ErrMalformed, err)
+	}
+	if len(cf.cbInput) == 0 {
+		return nil, malformed("client-final-message: empty channel binding")
 	}
 	if cf.nonce, ok = strings.CutPrefix(fields[1], "r="); !ok || !isPrintable(cf.nonce) {
 		return nil, malformed("client-final-message: invalid nonce")

@@ -169,7 +169,7 @@ func (s *Session) openStream() error {
 	reply := xmpp.StreamHeader{NS: xmpp.NSClient, From: s.srv.cfg.Domain, ID: s.streamID, Version: "1.0", Lang: "en"}
 	if h.From != "" {
 		if j, err := jid.Parse(h.From); err == nil && j.Domainpart() == s.srv.cfg.Domain {
-			reply.To = j.Bare().String()
+			reply.To = j.String()
 		}
 	}
 	if err := s.writeRaw(xmpp.Header(reply)); err != nil {
@@ -297,17 +297,27 @@ func (s *Session) authenticate(ctx context.Context, el *xmpp.Element) (bool, err
 func (s *Session) authFailed(err error) error {
 	cond := "not-authorized"
 	text := "wrong username or password"
+	guess := true // a failure that may be a password guess is slowed down
 	switch {
+	case errors.Is(err, auth.ErrDowngrade):
+		text = "channel binding downgrade detected: use a -PLUS mechanism"
+		guess = false
+	case errors.Is(err, auth.ErrNotAuthorized):
 	case errors.Is(err, auth.ErrMalformed):
-		cond, text = "malformed-request", "the SASL message was not understood"
+		cond, text, guess = "malformed-request", "the SASL message was not understood", false
 	case errors.Is(err, auth.ErrInvalidAuthzid):
 		cond, text = "invalid-authzid", "you may only act as yourself"
 	case errors.Is(err, auth.ErrInvalidMechanism):
-		cond, text = "invalid-mechanism", ""
+		cond, text, guess = "invalid-mechanism", "", false
+	default:
+		s.log.Error("authentication could not be checked", "err", err)
+		cond, text, guess = "temporary-auth-failure", "the server could not check your credentials; try again later", false
 	}
-	addr := remoteIP(s.raw.RemoteAddr())
-	delay := s.srv.failures.fail(addr, time.Now())
-	s.log.Info("client authentication failed", "condition", cond, "delay", delay)
+	var delay time.Duration
+	if guess {
+		delay = s.srv.failures.fail(remoteIP(s.raw.RemoteAddr()), time.Now())
+	}
+	s.log.Info("client authentication failed", "condition", cond, "reason", err.Error(), "delay", delay)
 	if delay > 0 {
 		select {
 		case <-time.After(delay):

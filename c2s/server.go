@@ -5,9 +5,11 @@ package c2s
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -49,6 +51,11 @@ type Config struct {
 	AllowPlaintextLoopback bool
 	// AllowPlain offers SASL PLAIN over TLS.
 	AllowPlain bool
+	// NoChannelBinding disables SCRAM -PLUS (behind TLS-terminating proxies).
+	NoChannelBinding bool
+	// ScramIterations is the iteration count of new credentials; unknown
+	// users are shown the same count so that they look like real ones.
+	ScramIterations int
 	// Limits after authentication; PreAuthBytes bounds elements before it.
 	Limits       xmpp.Limits
 	PreAuthBytes int
@@ -72,9 +79,12 @@ type Config struct {
 
 // Server accepts client connections on any number of listeners.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	failures *failureTracker
+	// unknownUserSecret keeps the fake SCRAM salt of a non-existent user
+	// stable across attempts, so that probing does not reveal accounts.
+	unknownUserSecret []byte
+	cfg               Config
+	log               *slog.Logger
+	failures          *failureTracker
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -99,11 +109,16 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("c2s: random secret: %w", err)
+	}
 	return &Server{
-		cfg:      cfg,
-		log:      cfg.Logger.With("component", "c2s"),
-		failures: newFailureTracker(cfg.FailureDelay, cfg.MaxFailureDelay),
-		sessions: map[*Session]struct{}{},
+		unknownUserSecret: secret,
+		cfg:               cfg,
+		log:               cfg.Logger.With("component", "c2s"),
+		failures:          newFailureTracker(cfg.FailureDelay, cfg.MaxFailureDelay),
+		sessions:          map[*Session]struct{}{},
 	}, nil
 }
 
@@ -176,6 +191,10 @@ func (srv *Server) saslServer(state *tls.ConnectionState) *auth.Server {
 		TLS:        state,
 		ServerCert: srv.cfg.Cert,
 		AllowPlain: srv.cfg.AllowPlain,
+
+		NoChannelBinding:      srv.cfg.NoChannelBinding,
+		UnknownUserSecret:     srv.unknownUserSecret,
+		UnknownUserIterations: srv.cfg.ScramIterations,
 	}
 }
 

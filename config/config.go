@@ -80,6 +80,9 @@ type Auth struct {
 	MaxFailureDelay Duration `toml:"max_failure_delay"`
 	// AllowPlain offers SASL PLAIN (only ever over TLS).
 	AllowPlain bool `toml:"allow_plain"`
+	// ChannelBinding offers the SCRAM -PLUS mechanisms (RFC 5802 channel
+	// binding, XEP-0440). Turn it off only behind a TLS-terminating proxy.
+	ChannelBinding bool `toml:"channel_binding"`
 }
 
 // Registration configures in-band registration (XEP-0077).

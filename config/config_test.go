@@ -215,7 +215,17 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name:    "wrong type",
 			content: "[c2s]\nmax_depth = \"deep\"\n",
-			want:    []string{"line 2", "c2s.max_depth"},
+			want:    []string{"line 2: option c2s.max_depth: the value is a string, but an integer is expected"},
+		},
+		{
+			name:    "value for a table",
+			content: "log = \"debug\"\n",
+			want:    []string{"line 1: option log: the value is a string, but a table is expected"},
+		},
+		{
+			name:    "duplicate key",
+			content: "domain = \"a.example\"\ndomain = \"b.example\"\n",
+			want:    []string{"line 2", "domain"},
 		},
 		{
 			name:    "syntax error",

@@ -87,6 +87,11 @@ max_failure_delay = "8s"
 # Offer the PLAIN mechanism (password sent inside TLS) in addition to SCRAM,
 # for clients that support nothing else. PLAIN is never offered without TLS.
 allow_plain = true
+# Offer SCRAM-SHA-1-PLUS and SCRAM-SHA-256-PLUS, which bind the login to the
+# TLS connection (tls-exporter, tls-server-end-point) so that a stolen
+# certificate cannot be used to intercept passwords. Turn it off only when a
+# proxy in front of Wren terminates TLS.
+channel_binding = true
 
 [registration]
 # Let anyone who can connect create an account (in-band registration,

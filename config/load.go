@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +44,7 @@ func Default() *Config {
 			FailureDelay:    Duration{500 * time.Millisecond},
 			MaxFailureDelay: Duration{8 * time.Second},
 			AllowPlain:      true,
+			ChannelBinding:  true,
 		},
 		Registration: Registration{
 			Enabled:           false,
@@ -89,18 +92,62 @@ func Load(path string) (*Config, error) {
 // describeTOMLError turns an error of the toml package into text for an
 // operator: the line, the option if known, and what is wrong.
 func describeTOMLError(err error) string {
+	var line, key, msg string
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		msg := pe.Message
-		if pe.LastKey != "" {
-			msg = fmt.Sprintf("option %s: %s", pe.LastKey, msg)
-		}
+		key, msg = pe.LastKey, pe.Message
 		if pe.Position.Line > 0 {
-			return fmt.Sprintf("line %d: %s", pe.Position.Line, msg)
+			line = strconv.Itoa(pe.Position.Line)
 		}
-		return msg
+	} else {
+		// Type mismatches are plain errors:
+		// toml: line 2 (last key "c2s.max_depth"): incompatible types: ...
+		msg = err.Error()
+		if m := lastKeyRE.FindStringSubmatch(msg); m != nil {
+			line, key = m[1], m[2]
+		}
 	}
-	return strings.TrimPrefix(err.Error(), "toml: ")
+	msg = strings.TrimPrefix(lastKeyRE.ReplaceAllString(msg, ""), "toml: ")
+	if m := typeErrorRE.FindStringSubmatch(msg); m != nil {
+		msg = fmt.Sprintf("the value is %s, but %s is expected", typeName(m[1]), typeName(m[2]))
+	} else if m := mismatchRE.FindStringSubmatch(msg); m != nil {
+		msg = fmt.Sprintf("the value is %s, but %s is expected", typeName(m[2]), typeName(m[1]))
+	}
+	if key != "" {
+		msg = "option " + key + ": " + msg
+	}
+	if line != "" {
+		msg = "line " + line + ": " + msg
+	}
+	return msg
+}
+
+// Patterns in the messages of the toml package.
+var (
+	lastKeyRE   = regexp.MustCompile(`^(?:toml: )?(?:line (\d+) )?\(last key "([^"]*)"\): `)
+	typeErrorRE = regexp.MustCompile(`^incompatible types: TOML value has type (\S+); destination has type (.+)$`)
+	mismatchRE  = regexp.MustCompile(`^type mismatch for \S+: expected (\S+) but found (\S+)$`)
+)
+
+// typeName turns a type name in an error of the toml package into words.
+func typeName(t string) string {
+	switch {
+	case t == "string":
+		return "a string"
+	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "uint"), t == "integer":
+		return "an integer"
+	case strings.HasPrefix(t, "float"):
+		return "a number"
+	case t == "bool", t == "boolean":
+		return "true or false"
+	case strings.HasPrefix(t, "map"), t == "struct", t == "table":
+		return "a table"
+	case strings.HasPrefix(t, "[]"), t == "array", t == "slice":
+		return "an array"
+	case strings.Contains(t, "time"):
+		return "a date or time"
+	}
+	return "a " + t
 }
 
 // unknownKeys returns the undecoded keys as dotted names, leaving out keys

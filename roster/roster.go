@@ -320,6 +320,9 @@ func (s *Service) Inbound(ctx context.Context, st *router.Stanza) {
 	if o.SendPresence {
 		s.presence.SendCurrent(ctx, user, contact)
 	}
+	if o.SendUnavailable {
+		s.presence.SendUnavailable(ctx, user, contact)
+	}
 	if o.Route {
 		out := st.El.ShallowCopy()
 		out.SetAttr("from", cj)

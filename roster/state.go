@@ -141,6 +141,8 @@ func Inbound(item storage.RosterItem, exists bool, typ string) Outcome {
 			o.Item.PendingIn = false
 			o.Item.Approved = false
 			o.Changed, o.Route, o.DropRequest = exists, true, true
+			// The former subscriber sees the user go offline (RFC 6121 §3.3.3).
+			o.SendUnavailable = from
 		} else {
 			o.DropRequest = true
 		}

@@ -136,6 +136,8 @@ func (s *Server) build(cert tls.Certificate) error {
 		Cert:                   cert.Leaf,
 		AllowPlaintextLoopback: cfg.C2S.AllowPlaintextLoopback,
 		AllowPlain:             cfg.Auth.AllowPlain,
+		NoChannelBinding:       !cfg.Auth.ChannelBinding,
+		ScramIterations:        cfg.Auth.ScramIterations,
 		Limits: xmpp.Limits{
 			MaxBytes: cfg.C2S.MaxStanzaBytes,
 			MaxDepth: cfg.C2S.MaxDepth,

@@ -10,9 +10,6 @@ import (
 	"syscall"
 )
 
-// version is the release version, set at build time with
-// -ldflags "-X main.version=v1.2.3".
-var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

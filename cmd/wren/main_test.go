@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"wren.im/wren/config"
 )
@@ -173,6 +174,36 @@ func TestServeConfigProblems(t *testing.T) {
 
 	r = wren(t, "", "serve", "extra")
 	r.expect(t, exitUsage, nil, []string{`unexpected argument "extra"`})
+}
+
+// TestServeStartsAndStops runs the real server on ephemeral ports and stops
+// it by cancelling the context, as SIGINT does.
+func TestServeStartsAndStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--data", t.TempDir(), "--c2s", "127.0.0.1:0", "--c2s-tls", "127.0.0.1:0", "--log-level", "debug"},
+			strings.NewReader(""), &stdout, &stderr)
+	}()
+	select {
+	case code := <-done:
+		t.Fatalf("serve returned %d before being stopped\n%s", code, stderr.String())
+	case <-time.After(500 * time.Millisecond):
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Errorf("serve exited with %d after cancel, want 0\n%s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop within 10s of the context being cancelled")
+	}
+	if !strings.Contains(stderr.String(), "configuration loaded") {
+		t.Errorf("no start message in the log:\n%s", stderr.String())
+	}
 }
 
 func TestConfigFlagsOverrideOnlyWhenSet(t *testing.T) {

@@ -47,8 +47,7 @@ func runServe(ctx context.Context, c *cli, cmd *command, args []string) int {
 	if err != nil {
 		return failure(c, cmd, err)
 	}
-	logger.Info("starting Wren", "version", version, "domain", cfg.Domain,
-		"config", cf.source(), "data_dir", cfg.DataDir)
+	logger.Info("configuration loaded", "config", cf.source())
 	err = server.Run(ctx, cfg, logger)
 	if err != nil && !(ctx.Err() != nil && errors.Is(err, context.Canceled)) {
 		return failure(c, cmd, fmt.Errorf("server stopped: %w", err))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+
+	"wren.im/wren/server"
 )
 
 func versionCommand() *command {
@@ -24,6 +26,6 @@ func runVersion(ctx context.Context, c *cli, cmd *command, args []string) int {
 	if len(positional) > 0 {
 		return usageError(c, cmd, "unexpected argument %q", positional[0])
 	}
-	fmt.Fprintf(c.stdout, "wren %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(c.stdout, "wren %s (%s %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return exitOK
 }

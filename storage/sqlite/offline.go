@@ -10,21 +10,21 @@ import (
 )
 
 // StoreOffline appends a message to the user's offline queue and returns its
-// ID. If max > 0 and the queue already holds max messages, it writes nothing
-// and returns storage.ErrQuotaExceeded; the check and the insert run in the
-// same writer transaction, so concurrent calls cannot cross the cap. The
-// message is committed when StoreOffline returns nil. storage.ErrNotFound if
-// the user has no account.
-func (s *Store) StoreOffline(ctx context.Context, user string, stanza []byte, max int) (int64, error) {
+// ID. If maxQueued > 0 and the queue already holds maxQueued messages, it
+// writes nothing and returns storage.ErrQuotaExceeded; the check and the
+// insert run in the same writer transaction, so concurrent calls cannot
+// cross the cap. The message is committed when StoreOffline returns nil.
+// storage.ErrNotFound if the user has no account.
+func (s *Store) StoreOffline(ctx context.Context, user string, stanza []byte, maxQueued int) (int64, error) {
 	stored := time.Now().UnixNano()
 	var id int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if max > 0 {
+		if maxQueued > 0 {
 			var n int
 			if err := tx.QueryRow("SELECT count(*) FROM offline_messages WHERE username = ?", user).Scan(&n); err != nil {
 				return fmt.Errorf("count: %w", err)
 			}
-			if n >= max {
+			if n >= maxQueued {
 				return storage.ErrQuotaExceeded
 			}
 		}

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/mattn/go-sqlite3"
@@ -38,6 +39,12 @@ const (
 	maxBatch = 256
 	// readConns is the size of the read-only connection pool.
 	readConns = 4
+
+	// writerParams configure the single read-write connection. PRAGMAs
+	// are set in the DSN so that they apply to every new connection.
+	writerParams = "_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate&_foreign_keys=1&_stmt_cache_size=32"
+	// readerParams configure the connections of the read-only pool.
+	readerParams = "mode=ro&_query_only=1&_busy_timeout=5000&_stmt_cache_size=32"
 )
 
 // Store is a SQLite database holding everything Wren keeps on disk. It
@@ -74,8 +81,13 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
 	}
 
-	uri := "file:" + (&url.URL{Path: abs}).EscapedPath()
-	w, err := sql.Open("sqlite3", uri+"?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate&_foreign_keys=1")
+	// In a SQLite URI, '?', '#' and '%' in the path must be escaped.
+	upath := filepath.ToSlash(abs)
+	if !strings.HasPrefix(upath, "/") {
+		upath = "/" + upath // Windows: file:/C:/...
+	}
+	uri := "file:" + (&url.URL{Path: upath}).EscapedPath()
+	w, err := sql.Open("sqlite3", uri+"?"+writerParams)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
 	}
@@ -91,7 +103,7 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 
 	// The read pool is opened after the migrations so that the file is
 	// already in WAL mode (which is persistent) when readers connect.
-	r, err := sql.Open("sqlite3", uri+"?mode=ro&_query_only=1&_busy_timeout=5000")
+	r, err := sql.Open("sqlite3", uri+"?"+readerParams)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s read-only: %w", abs, err)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 )
 
 // writeOp is one write queued to the writer goroutine.
@@ -63,7 +64,12 @@ func (s *Store) writer() {
 		case <-s.quit:
 			return
 		}
-		// Group commit: take every op that is already waiting.
+		// Group commit: yield once so that callers that are runnable (the
+		// ones answered by the previous batch, typically) get to queue
+		// their next op, then take every op that is waiting. Without the
+		// yield the writer, woken by the first sender, tends to run ahead
+		// of the others: measured batches were 4 times smaller.
+		runtime.Gosched()
 	fill:
 		for len(batch) < maxBatch {
 			select {

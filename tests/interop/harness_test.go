@@ -193,6 +193,16 @@ func (s *Server) addUser(name string) {
 	}
 }
 
+// writeConfig writes a wren config file for one test.
+func writeConfig(t *testing.T, contents string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "wren.toml")
+	if err := os.WriteFile(p, []byte(contents), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func runScenario(t *testing.T, s *Server, scenario string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)

@@ -21,14 +21,21 @@ import (
 
 func TestSlixmppLogin(t *testing.T) {
 	requirePython(t, "slixmpp")
-	s := startServer(t)
+	s := startServer(t, "--config", writeConfig(t, "[auth]\nchannel_binding = false\n"))
 	s.addUser("alice")
 	runScenario(t, s, "login")
 }
 
-func TestSlixmppWrongPassword(t *testing.T) {
+func TestSlixmppChannelBindingDowngradeRefused(t *testing.T) {
 	requirePython(t, "slixmpp")
 	s := startServer(t)
+	s.addUser("alice")
+	runScenario(t, s, "downgrade")
+}
+
+func TestSlixmppWrongPassword(t *testing.T) {
+	requirePython(t, "slixmpp")
+	s := startServer(t, "--config", writeConfig(t, "[auth]\nchannel_binding = false\n"))
 	s.addUser("alice")
 	runScenario(t, s, "wrong-password")
 	if !strings.Contains(s.logs.String(), "client authentication failed") {
