@@ -12,12 +12,17 @@ import (
 // handle processes one top-level element from a bound client.
 func (s *Session) handle(ctx context.Context, el *xmpp.Element) error {
 	if el.Space != xmpp.NSClient {
-		return xmpp.NewStreamError(xmpp.StreamUnsupportedStanza, "<%s xmlns='%s'/> is not supported here", el.Local, el.Space)
+		return s.handleSM(el)
 	}
 	switch el.Local {
 	case "message", "presence", "iq":
 	default:
 		return xmpp.NewStreamError(xmpp.StreamUnsupportedStanza, "<%s/> is not a stanza", el.Local)
+	}
+	if s.smEnabled {
+		// Counted when taken in: a stanza is handled once the server has
+		// accepted responsibility for it (XEP-0198 §4).
+		s.handledIn++
 	}
 	// 'from' is always the authenticated full JID (RFC 6120 §8.1.2.1).
 	if f := el.Attr("from"); f != "" {

@@ -27,7 +27,7 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// negotiate runs the stream negotiation up to a bound resource.
+// negotiate runs the stream negotiation up to a bound or resumed session.
 func (s *Session) negotiate(ctx context.Context) error {
 	limits := s.srv.cfg.Limits
 	pre := limits
@@ -362,6 +362,8 @@ func (s *Session) negotiateBind(ctx context.Context) error {
 	f.AddChild(xmpp.NSSession, "session").AddChild(xmpp.NSSession, "optional")
 	f.AddChild(xmpp.NSRosterVer, "ver")
 	f.AddChild(xmpp.NSPreApprove, "sub")
+	f.AddChild(xmpp.NSSM, "sm")
+	f.AddChild(xmpp.NSCSI, "csi")
 	if err := s.write(f); err != nil {
 		return err
 	}
@@ -369,6 +371,20 @@ func (s *Session) negotiateBind(ctx context.Context) error {
 		el, err := s.reader.Next()
 		if err != nil {
 			return err
+		}
+		switch {
+		case el.Is(xmpp.NSSM, "resume"):
+			ok, err := s.resume(el)
+			if err != nil || ok {
+				return err
+			}
+			continue
+		case el.Is(xmpp.NSSM, "enable"):
+			// XEP-0198 §3: enabling before binding is an error.
+			if err := s.write(smFailed(xmpp.CondUnexpectedRequest, "bind a resource before enabling stream management", -1)); err != nil {
+				return err
+			}
+			continue
 		}
 		if !el.Is(xmpp.NSClient, "iq") {
 			return xmpp.NewStreamError(xmpp.StreamNotAuthorized, "bind a resource before sending <%s/>", el.Local)
@@ -398,6 +414,9 @@ func (s *Session) negotiateBind(ctx context.Context) error {
 			continue
 		}
 		s.jid = full
+		s.mu.Lock()
+		s.state = stateActive
+		s.mu.Unlock()
 		if old := s.srv.cfg.Router.Bind(s); old != nil {
 			s.log.Info("resource conflict: replacing the older session", "jid", full.String())
 			old.Close(xmpp.NewStreamError(xmpp.StreamConflict, "replaced by a new connection for the same resource"))

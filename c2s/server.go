@@ -65,8 +65,17 @@ type Config struct {
 	IdleTimeout time.Duration
 	// KeepaliveInterval is how often a quiet stream gets a whitespace ping.
 	KeepaliveInterval time.Duration
-	// SendQueue is the number of stanzas a session may have queued.
+	// SendQueue is the number of stanzas a session may have queued
+	// (written but unacknowledged ones included) before it is ended.
 	SendQueue int
+	// ResumeTimeout is how long a stream-managed session whose connection
+	// died is kept for resumption when the client asks for no maximum;
+	// MaxResumeTimeout caps what a client may ask for. Zero ResumeTimeout
+	// disables resumption.
+	ResumeTimeout, MaxResumeTimeout time.Duration
+	// AckTimeout is how long the server waits for an answer to its ack
+	// request before it treats the connection as dead.
+	AckTimeout time.Duration
 	// FailureDelay and MaxFailureDelay slow down repeated authentication
 	// failures from one address.
 	FailureDelay, MaxFailureDelay time.Duration
@@ -89,7 +98,25 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
 	wg       sync.WaitGroup
+
+	smMu      sync.Mutex
+	resumable map[string]*Session // stream management id -> session
+	stale     map[string]staleSession
 }
+
+// staleSession remembers an ended resumable session for a while, so that
+// a late resume gets <failed h='...'/> and the client can tell what of its
+// last stanzas the server handled (XEP-0198 §5).
+type staleSession struct {
+	bare    string
+	h       uint32
+	expires time.Time
+}
+
+const (
+	staleMemory = time.Hour
+	staleMax    = 10000
+)
 
 // New returns a c2s server.
 func New(cfg Config) (*Server, error) {
@@ -159,14 +186,25 @@ func (srv *Server) Serve(ctx context.Context, ln net.Listener, directTLS bool) e
 	}
 }
 
-// Shutdown closes every session with system-shutdown and waits for them to
-// end or for ctx to expire.
+// Shutdown ends every session, live or hibernated, with system-shutdown:
+// stanzas their clients have not acknowledged go to offline storage. It
+// waits for them to end or for ctx to expire.
 func (srv *Server) Shutdown(ctx context.Context) error {
+	shutdown := xmpp.NewStreamError(xmpp.StreamSystemShutdown, "the server is shutting down")
 	srv.mu.Lock()
 	for s := range srv.sessions {
-		s.Close(xmpp.NewStreamError(xmpp.StreamSystemShutdown, "the server is shutting down"))
+		s.terminate(shutdown)
 	}
 	srv.mu.Unlock()
+	srv.smMu.Lock()
+	var hibernated []*Session
+	for _, s := range srv.resumable {
+		hibernated = append(hibernated, s)
+	}
+	srv.smMu.Unlock()
+	for _, s := range hibernated {
+		s.terminate(shutdown)
+	}
 	done := make(chan struct{})
 	go func() { srv.wg.Wait(); close(done) }()
 	select {
@@ -254,4 +292,62 @@ func (f *failureTracker) succeed(addr string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.byAddr, addr)
+}
+
+// registerResumable makes a session findable by its stream management id.
+func (srv *Server) registerResumable(s *Session) {
+	srv.smMu.Lock()
+	defer srv.smMu.Unlock()
+	srv.resumable[s.smID] = s
+}
+
+// forgetResumable removes an ended session and remembers its final count.
+func (srv *Server) forgetResumable(s *Session) {
+	if s.smID == "" {
+		return
+	}
+	now := time.Now()
+	srv.smMu.Lock()
+	defer srv.smMu.Unlock()
+	if srv.resumable[s.smID] != s {
+		return
+	}
+	delete(srv.resumable, s.smID)
+	if len(srv.stale) >= staleMax {
+		for id, st := range srv.stale {
+			if now.After(st.expires) || len(srv.stale) >= staleMax {
+				delete(srv.stale, id)
+			}
+		}
+	}
+	srv.stale[s.smID] = staleSession{bare: s.jid.Bare().String(), h: s.handledIn, expires: now.Add(staleMemory)}
+}
+
+// lookupResumable finds the session with that id if it belongs to bare.
+// Otherwise it returns nil and, when an ended session of the same user is
+// remembered, its final h (else -1). Sessions of other users are never
+// returned nor disturbed.
+func (srv *Server) lookupResumable(id, bare string) (*Session, int64) {
+	srv.smMu.Lock()
+	defer srv.smMu.Unlock()
+	if s := srv.resumable[id]; s != nil && s.jid.Bare().String() == bare {
+		return s, -1
+	}
+	if st, ok := srv.stale[id]; ok && st.bare == bare && time.Now().Before(st.expires) {
+		return nil, int64(st.h)
+	}
+	return nil, -1
+}
+
+// Hibernated returns the number of sessions waiting for a resume.
+func (srv *Server) Hibernated() int {
+	srv.smMu.Lock()
+	defer srv.smMu.Unlock()
+	n := 0
+	for _, s := range srv.resumable {
+		if s.Hibernated() {
+			n++
+		}
+	}
+	return n
 }

@@ -24,12 +24,26 @@ import (
 // for this long is disconnected.
 const writeTimeout = 30 * time.Second
 
+// Session life cycle. A session is "active" while a connection serves it,
+// "hibernated" when its connection died but stream management keeps it for
+// a resume, "resumed" once another connection took it over (this object is
+// then dead, its state moved), and "ended" after teardown.
+type sessionState int
+
+const (
+	stateNegotiating sessionState = iota
+	stateActive
+	stateHibernated
+	stateResumed
+	stateEnded
+)
+
 // Session is one client connection and, once bound, one resource of a user.
 type Session struct {
 	srv  *Server
 	log  *slog.Logger
 	raw  net.Conn
-	conn *deadlineConn // the raw or TLS connection, with read deadlines
+	conn *deadlineConn // the raw connection, with read deadlines
 	tls  *tls.Conn
 
 	reader *xmpp.Reader
@@ -41,16 +55,25 @@ type Session struct {
 	streamID  string
 	lang      string
 
-	out       chan *xmpp.Element
-	done      chan struct{} // closed by Close
+	q         *outQueue
+	done      chan struct{} // closed by Close: the connection must end
 	writerEnd chan struct{} // closed when the writer goroutine has finished
+	connDone  chan struct{} // closed when serve has stopped using the connection
 	closeOnce sync.Once
 	closeErr  *xmpp.StreamError
 
+	// Stream management (XEP-0198). smEnabled, smID, smTimeout and
+	// handledIn are touched only by the connection's goroutine, and read by
+	// a resuming connection after connDone.
+	smEnabled bool
+	smID      string
+	smTimeout time.Duration
+	handledIn uint32
+
 	mu              sync.Mutex
-	closing         bool
-	drained         bool
-	pending         []*xmpp.Element // delivered while closing, before drain
+	state           sessionState
+	smResumable     bool
+	hibernateTime   *time.Timer
 	available       bool
 	priority        int
 	presence        *xmpp.Element
@@ -63,9 +86,10 @@ func newSession(srv *Server, conn net.Conn, directTLS bool) *Session {
 		srv:       srv,
 		raw:       conn,
 		directTLS: directTLS,
-		out:       make(chan *xmpp.Element, srv.cfg.SendQueue),
+		q:         newOutQueue(srv.cfg.SendQueue),
 		done:      make(chan struct{}),
 		writerEnd: make(chan struct{}),
+		connDone:  make(chan struct{}),
 		streamID:  randomID(),
 	}
 	s.log = srv.log.With("remote", conn.RemoteAddr().String())
@@ -81,6 +105,16 @@ func (s *Session) Username() string { return s.jid.Localpart() }
 
 // RemoteAddr returns the client's address.
 func (s *Session) RemoteAddr() net.Addr { return s.raw.RemoteAddr() }
+
+// Hibernated reports whether the session waits for a resume.
+func (s *Session) Hibernated() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == stateHibernated
+}
+
+// QueueDepth returns the number of stanzas not yet acknowledged by the client.
+func (s *Session) QueueDepth() int { return s.q.depth() }
 
 // Available implements router.Session.
 func (s *Session) Available() (bool, int) {
@@ -154,54 +188,61 @@ func (s *Session) RosterRequested() bool {
 }
 
 // Deliver implements router.Session: it queues a stanza for the client
-// without blocking. A session whose queue is full is closed and the stanza
-// is handled as if the resource were unavailable.
+// without blocking. A stanza for a session that has ended is handled as if
+// the resource were unavailable; a session whose queue overflows is ended
+// the same way.
 func (s *Session) Deliver(el *xmpp.Element) {
-	s.mu.Lock()
-	if s.drained {
-		s.mu.Unlock()
-		s.reroute(el)
+	ok, overflow := s.q.push(el, time.Now())
+	if !ok {
+		s.reroute(queued{el: el, at: time.Now()})
 		return
 	}
-	if s.closing {
-		s.pending = append(s.pending, el)
-		s.mu.Unlock()
-		return
+	if overflow {
+		s.log.Warn("client does not read or acknowledge its stanzas; ending the session", "jid", s.jid.String(), "queued", s.q.depth(), "limit", s.srv.cfg.SendQueue)
+		s.terminate(xmpp.NewStreamError(xmpp.StreamPolicyViolation, "too many stanzas queued for this client"))
 	}
-	select {
-	case s.out <- el:
-		s.mu.Unlock()
-		return
-	default:
-	}
-	s.closing = true
-	s.pending = append(s.pending, el)
-	s.mu.Unlock()
-	s.log.Warn("client does not read its stanzas; closing the session", "jid", s.jid.String(), "queued", cap(s.out))
-	s.Close(xmpp.NewStreamError(xmpp.StreamPolicyViolation, "too many stanzas queued for this client"))
 }
 
-// Close ends the session with a stream error (nil for a normal close). It
-// returns at once; the connection goroutines finish the work.
+// Close ends the session's connection with a stream error (nil for a
+// normal close). It returns at once; the connection goroutines finish the
+// work. A session with stream management may hibernate afterwards; use
+// terminate to end it for good.
 func (s *Session) Close(serr *xmpp.StreamError) {
 	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closing = true
-		s.mu.Unlock()
 		s.closeErr = serr
 		close(s.done)
 	})
 }
 
+// terminate ends the logical session for good: the connection (if any) is
+// closed and, whatever the state, the session is torn down and its queue
+// rerouted.
+func (s *Session) terminate(serr *xmpp.StreamError) {
+	s.mu.Lock()
+	st := s.state
+	if st == stateActive || st == stateNegotiating {
+		// The connection goroutine tears down when it sees this.
+		s.smResumable = false
+	}
+	s.mu.Unlock()
+	switch st {
+	case stateHibernated:
+		s.teardown(context.Background())
+	case stateActive, stateNegotiating:
+		s.Close(serr)
+	}
+}
+
 // serve runs the connection: negotiation, then the stanza loop. It returns
-// when the connection is gone and the session is torn down.
+// when the connection is gone; the session is then torn down, hibernated,
+// or handed to the connection that resumed it.
 func (s *Session) serve(ctx context.Context) {
 	defer s.raw.Close()
+	defer close(s.connDone)
 	start := time.Now()
 	s.conn.fixed = start.Add(s.srv.cfg.AuthTimeout)
-	// Watch for Close during negotiation, when no writer goroutine runs yet.
 	stopWatch := context.AfterFunc(ctx, func() {
-		s.Close(xmpp.NewStreamError(xmpp.StreamSystemShutdown, "the server is shutting down"))
+		s.terminate(xmpp.NewStreamError(xmpp.StreamSystemShutdown, "the server is shutting down"))
 	})
 	defer stopWatch()
 	negDone := make(chan struct{})
@@ -222,40 +263,82 @@ func (s *Session) serve(ctx context.Context) {
 	close(negDone)
 	if err != nil {
 		s.failNegotiation(err)
+		if s.jid.Resourcepart() != "" {
+			// Bound (or resumed) but the last negotiation write failed.
+			s.endConnection(ctx, false)
+		}
 		return
 	}
 	s.raw.SetDeadline(time.Time{})
+	s.conn.fixed = time.Time{}
+	s.conn.idle = s.srv.cfg.IdleTimeout
 	select {
 	case <-s.done:
-		// Closed during negotiation (shutdown or replaced): end now.
+		// Closed during negotiation (shutdown or replaced).
 		s.writeClose(s.closeErr)
-		s.teardown(ctx)
+		s.endConnection(ctx, false)
 		return
 	default:
 	}
-	s.conn.fixed = time.Time{}
-	s.conn.idle = s.srv.cfg.IdleTimeout
 	go s.writeLoop()
 	err = s.readLoop(ctx)
+	clientClosed := false
 	switch {
-	case err == nil, errors.Is(err, xmpp.ErrStreamClosed):
+	case err == nil:
+	case errors.Is(err, xmpp.ErrStreamClosed):
+		// The client ended the stream: no hibernation (XEP-0198 §5).
+		clientClosed = true
 		s.Close(nil)
 	case isNetClosed(err):
 		s.Close(nil)
 	default:
 		if se, ok := xmpp.AsStreamError(err); ok {
-			s.log.Info("closing client stream", "jid", s.jid.String(), "condition", se.Condition, "reason", se.Text)
+			s.log.Info("closing client stream", "condition", se.Condition, "reason", se.Text)
 			s.Close(se)
+			clientClosed = true
 		} else if isTimeout(err) {
 			s.Close(xmpp.NewStreamError(xmpp.StreamConnectionTimeout, "no data received for %s", s.srv.cfg.IdleTimeout))
 		} else {
-			s.log.Debug("client connection failed", "jid", s.jid.String(), "err", err)
+			s.log.Debug("client connection failed", "err", err)
 			s.Close(nil)
 		}
 	}
 	<-s.writerEnd
 	s.raw.Close()
+	s.endConnection(ctx, clientClosed)
+}
+
+// endConnection decides what happens to the session when its connection
+// is gone: hibernate for a resume, or tear down.
+func (s *Session) endConnection(ctx context.Context, clientClosed bool) {
+	s.mu.Lock()
+	switch s.state {
+	case stateResumed, stateEnded:
+		s.mu.Unlock()
+		return
+	}
+	hibernate := s.smResumable && !clientClosed &&
+		(s.closeErr == nil || s.closeErr.Condition == xmpp.StreamConnectionTimeout)
+	if hibernate {
+		s.state = stateHibernated
+		s.hibernateTime = time.AfterFunc(s.smTimeout, s.hibernationExpired)
+		s.mu.Unlock()
+		s.log.Info("client connection lost; session hibernated for resumption", "timeout", s.smTimeout, "queued", s.q.depth())
+		return
+	}
+	s.mu.Unlock()
 	s.teardown(ctx)
+}
+
+func (s *Session) hibernationExpired() {
+	s.mu.Lock()
+	if s.state != stateHibernated {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.log.Info("hibernated session was not resumed in time; ending it", "timeout", s.smTimeout)
+	s.teardown(context.Background())
 }
 
 func (s *Session) failNegotiation(err error) {
@@ -327,25 +410,40 @@ func (s *Session) writeLoop() {
 	}
 	keepalive := time.NewTicker(interval)
 	defer keepalive.Stop()
-	var buf []byte
-	wrote := false
+	var (
+		buf   []byte
+		batch []*xmpp.Element
+		wrote bool
+	)
 	for {
 		select {
-		case el := <-s.out:
-			buf = el.AppendXML(buf[:0], xmpp.NSClient)
+		case <-s.q.wake:
+			batch = s.q.take(time.Now(), batch[:0])
+			if len(batch) == 0 {
+				continue
+			}
 			s.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if _, err := s.writer.Write(buf); err != nil {
-				s.writeFailed(el, err)
+			for i, el := range batch {
+				buf = el.AppendXML(buf[:0], xmpp.NSClient)
+				if _, err := s.writer.Write(buf); err != nil {
+					s.writeFailed(err)
+					return
+				}
+				batch[i] = nil
+			}
+			if err := s.writer.Flush(); err != nil {
+				s.writeFailed(err)
 				return
 			}
 			wrote = true
-			if len(s.out) == 0 {
-				if err := s.writer.Flush(); err != nil {
-					s.writeFailed(nil, err)
-					return
-				}
+		case now := <-keepalive.C:
+			if s.q.ackOverdue(now, s.srv.cfg.AckTimeout) {
+				s.log.Info("client did not answer an ack request; treating the connection as dead", "waited", s.srv.cfg.AckTimeout)
+				s.Close(nil)
+				s.conn.stopReads()
+				s.raw.Close()
+				return
 			}
-		case <-keepalive.C:
 			if wrote {
 				wrote = false
 				continue
@@ -353,7 +451,7 @@ func (s *Session) writeLoop() {
 			s.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
 			s.writer.WriteByte(' ')
 			if err := s.writer.Flush(); err != nil {
-				s.writeFailed(nil, err)
+				s.writeFailed(err)
 				return
 			}
 		case <-s.done:
@@ -366,54 +464,49 @@ func (s *Session) writeLoop() {
 	}
 }
 
-func (s *Session) writeFailed(el *xmpp.Element, err error) {
-	s.log.Debug("write to client failed", "jid", s.jid.String(), "err", err)
-	if el != nil {
-		s.mu.Lock()
-		s.pending = append(s.pending, el)
-		s.mu.Unlock()
-	}
+func (s *Session) writeFailed(err error) {
+	s.log.Debug("write to client failed", "err", err)
 	s.Close(nil)
 	s.conn.stopReads()
 }
 
-// teardown removes a bound session from the router, tells the features,
-// and re-routes stanzas that were queued but never written.
+// teardown ends the logical session: it leaves the router, tells the
+// features (unavailable presence), and reroutes every stanza the client
+// has not acknowledged. It runs once.
 func (s *Session) teardown(ctx context.Context) {
+	s.mu.Lock()
+	if s.state == stateEnded || s.state == stateResumed {
+		s.mu.Unlock()
+		return
+	}
+	s.state = stateEnded
+	if s.hibernateTime != nil {
+		s.hibernateTime.Stop()
+	}
+	s.mu.Unlock()
 	if s.jid.Resourcepart() == "" {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
+	s.srv.forgetResumable(s)
 	removed := s.srv.cfg.Router.Unbind(s)
 	if h := s.srv.cfg.Hooks.Ended; h != nil {
 		h(ctx, s, !removed)
 	}
-	s.mu.Lock()
-	var left []*xmpp.Element
-	for {
-		select {
-		case el := <-s.out:
-			left = append(left, el)
-			continue
-		default:
-		}
-		break
+	left := s.q.close()
+	for _, item := range left {
+		s.reroute(item)
 	}
-	left = append(left, s.pending...)
-	s.pending = nil
-	s.drained = true
-	s.mu.Unlock()
-	for _, el := range left {
-		s.reroute(el)
-	}
-	s.log.Info("client session ended", "jid", s.jid.String())
+	s.log.Info("client session ended", "rerouted", len(left))
 }
 
-// reroute handles a stanza that reached this session but was never written
-// to the client: messages go to another resource or offline storage, IQ
-// requests are answered with an error, the rest is dropped.
-func (s *Session) reroute(el *xmpp.Element) {
+// reroute handles a stanza that reached this session but was never
+// acknowledged by the client: messages go to another resource or offline
+// storage with a delay stamp, IQ requests are answered with an error, the
+// rest is dropped.
+func (s *Session) reroute(item queued) {
 	ctx := context.Background()
+	el := item.el
 	from, _ := jid.Parse(el.Attr("from"))
 	switch el.Local {
 	case "message":
@@ -424,8 +517,11 @@ func (s *Session) reroute(el *xmpp.Element) {
 		if el.Child(xmpp.NSClient, "body") == nil && !hasPayloadWorthKeeping(el) {
 			return
 		}
-		to := s.jid.Bare()
-		st := &router.Stanza{El: el, From: from, To: to}
+		if el.Child(xmpp.NSDelay, "delay") == nil {
+			el = el.ShallowCopy()
+			el.AddChild(xmpp.NSDelay, "delay", "from", s.srv.cfg.Domain, "stamp", item.at.UTC().Format("2006-01-02T15:04:05.000Z"))
+		}
+		st := &router.Stanza{El: el, From: from, To: s.jid.Bare()}
 		if len(s.srv.cfg.Router.Available(s.jid.Localpart())) > 0 {
 			s.srv.cfg.Router.Route(ctx, st)
 			return

@@ -22,6 +22,22 @@ type Config struct {
 	Auth         Auth         `toml:"auth"`
 	Registration Registration `toml:"registration"`
 	Offline      Offline      `toml:"offline"`
+	// StreamManagement configures XEP-0198 acks and session resumption.
+	StreamManagement StreamManagement `toml:"stream_management"`
+}
+
+// StreamManagement configures XEP-0198 on client streams.
+type StreamManagement struct {
+	// ResumeTimeout is how long a session whose connection died is kept
+	// for resumption (its stanzas queued, its presence unchanged) when the
+	// client does not ask for a shorter or longer time. 0 disables resumption.
+	ResumeTimeout Duration `toml:"resume_timeout"`
+	// MaxResumeTimeout caps the time a client may ask for with max='...'.
+	MaxResumeTimeout Duration `toml:"max_resume_timeout"`
+	// AckTimeout is how long the server waits for the client to answer an
+	// ack request before it treats the connection as dead (and hibernates
+	// the session).
+	AckTimeout Duration `toml:"ack_timeout"`
 }
 
 // Log configures logging through log/slog.

@@ -105,4 +105,20 @@ min_password_length = 8
 # Most messages kept for one user while they are offline; further messages
 # are returned to their senders with an error. 0 means no limit.
 max_per_user = 1000
+
+[stream_management]
+# Stream management (XEP-0198) lets a phone that loses its network resume
+# its session without losing or repeating a message. While the connection
+# is gone the session is kept ("hibernated"): stanzas for it are queued and
+# contacts still see it online. If it is not resumed in time, queued
+# messages go to offline storage and contacts see it go offline.
+# How long to keep a session when the client does not ask for a time.
+# "0s" disables resumption (acks still work).
+resume_timeout = "5m0s"
+# Longest time a client may ask for (mobile clients such as Monal ask for
+# long ones so that a push notification can still find the session).
+max_resume_timeout = "24h0m0s"
+# How long the server waits for the client to answer an ack request before
+# it treats the connection as dead and hibernates the session.
+ack_timeout = "1m0s"
 `

@@ -53,6 +53,11 @@ func Default() *Config {
 		Offline: Offline{
 			MaxPerUser: 1000,
 		},
+		StreamManagement: StreamManagement{
+			ResumeTimeout:    Duration{300 * time.Second},
+			MaxResumeTimeout: Duration{24 * time.Hour},
+			AckTimeout:       Duration{60 * time.Second},
+		},
 	}
 }
 

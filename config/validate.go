@@ -125,6 +125,16 @@ func (c *Config) Validate() error {
 		add("offline.max_per_user is %d: it must not be negative (0 means no cap)", c.Offline.MaxPerUser)
 	}
 
+	// Stream management.
+	sm := c.StreamManagement
+	if sm.ResumeTimeout.Duration < 0 || sm.MaxResumeTimeout.Duration < 0 || sm.AckTimeout.Duration < 0 {
+		add("stream_management timeouts must not be negative")
+	}
+	if sm.MaxResumeTimeout.Duration < sm.ResumeTimeout.Duration {
+		add("stream_management.max_resume_timeout (%s) is shorter than stream_management.resume_timeout (%s): the cap must be at least the default",
+			sm.MaxResumeTimeout.Duration, sm.ResumeTimeout.Duration)
+	}
+
 	return errors.Join(errs...)
 }
 

@@ -122,7 +122,7 @@ func (s *Server) build(cert tls.Certificate) error {
 			return err == nil
 		},
 	})
-	s.disco.AddServerFeature(xmpp.NSPing, xmpp.NSVersion, xmpp.NSOffline, xmpp.NSVCard, xmpp.NSPrivate, xmpp.NSRegister, "urn:xmpp:delay")
+	s.disco.AddServerFeature(xmpp.NSSM, xmpp.NSCSI, xmpp.NSPing, xmpp.NSVersion, xmpp.NSOffline, xmpp.NSVCard, xmpp.NSPrivate, xmpp.NSRegister, "urn:xmpp:delay")
 	s.disco.AddAccountFeature(xmpp.NSPing, xmpp.NSVCard)
 
 	tlsCfg := &tls.Config{
@@ -148,6 +148,9 @@ func (s *Server) build(cert tls.Certificate) error {
 		IdleTimeout:       cfg.C2S.IdleTimeout.Duration,
 		KeepaliveInterval: cfg.C2S.KeepaliveInterval.Duration,
 		SendQueue:         cfg.C2S.SendQueue,
+		ResumeTimeout:     cfg.StreamManagement.ResumeTimeout.Duration,
+		MaxResumeTimeout:  cfg.StreamManagement.MaxResumeTimeout.Duration,
+		AckTimeout:        cfg.StreamManagement.AckTimeout.Duration,
 		FailureDelay:      cfg.Auth.FailureDelay.Duration,
 		MaxFailureDelay:   cfg.Auth.MaxFailureDelay.Duration,
 		Accounts:          s.store,
