@@ -146,6 +146,8 @@ func New(cfg Config) (*Server, error) {
 		log:               cfg.Logger.With("component", "c2s"),
 		failures:          newFailureTracker(cfg.FailureDelay, cfg.MaxFailureDelay),
 		sessions:          map[*Session]struct{}{},
+		resumable:         map[string]*Session{},
+		stale:             map[string]staleSession{},
 	}, nil
 }
 
