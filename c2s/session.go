@@ -70,6 +70,13 @@ type Session struct {
 	smTimeout time.Duration
 	handledIn uint32
 
+	// leaving is set when teardown starts: the router stops choosing this
+	// session for bare-JID delivery. rerouteMu is held while teardown
+	// reroutes the queue, so that stanzas arriving meanwhile are rerouted
+	// after the older ones and order is kept.
+	leaving   atomic.Bool
+	rerouteMu sync.Mutex
+
 	mu              sync.Mutex
 	state           sessionState
 	smResumable     bool
@@ -118,6 +125,9 @@ func (s *Session) QueueDepth() int { return s.q.depth() }
 
 // Available implements router.Session.
 func (s *Session) Available() (bool, int) {
+	if s.leaving.Load() {
+		return false, 0
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.available, s.priority
@@ -194,6 +204,9 @@ func (s *Session) RosterRequested() bool {
 func (s *Session) Deliver(el *xmpp.Element) {
 	ok, overflow := s.q.push(el, time.Now())
 	if !ok {
+		// Wait until teardown has rerouted the older stanzas.
+		s.rerouteMu.Lock()
+		s.rerouteMu.Unlock()
 		s.reroute(queued{el: el, at: time.Now()})
 		return
 	}
@@ -488,14 +501,17 @@ func (s *Session) teardown(ctx context.Context) {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
-	s.srv.forgetResumable(s)
-	removed := s.srv.cfg.Router.Unbind(s)
-	if h := s.srv.cfg.Hooks.Ended; h != nil {
-		h(ctx, s, !removed)
-	}
+	s.leaving.Store(true)
+	s.rerouteMu.Lock()
 	left := s.q.close()
 	for _, item := range left {
 		s.reroute(item)
+	}
+	s.srv.forgetResumable(s)
+	removed := s.srv.cfg.Router.Unbind(s)
+	s.rerouteMu.Unlock()
+	if h := s.srv.cfg.Hooks.Ended; h != nil {
+		h(ctx, s, !removed)
 	}
 	s.log.Info("client session ended", "rerouted", len(left))
 }
@@ -522,12 +538,18 @@ func (s *Session) reroute(item queued) {
 			el.AddChild(xmpp.NSDelay, "delay", "from", s.srv.cfg.Domain, "stamp", item.at.UTC().Format("2006-01-02T15:04:05.000Z"))
 		}
 		st := &router.Stanza{El: el, From: from, To: s.jid.Bare()}
+		// This session no longer counts as available (leaving), so routing
+		// to the bare JID picks another resource or offline storage.
 		if len(s.srv.cfg.Router.Available(s.jid.Localpart())) > 0 {
 			s.srv.cfg.Router.Route(ctx, st)
 			return
 		}
 		s.srv.cfg.Router.StoreOffline(ctx, st)
 	case "iq":
+		if from.Equal(s.jid) {
+			// Its own request: nobody is left to tell.
+			return
+		}
 		if t := el.Attr("type"); t == "get" || t == "set" {
 			s.srv.cfg.Router.Bounce(ctx, &router.Stanza{El: el, From: from, To: s.jid}, xmpp.NewStanzaError(xmpp.CondServiceUnavailable, "the recipient went offline"))
 		}

@@ -3,7 +3,7 @@ package server
 import (
 	"context"
 	"errors"
-	"strconv"
+	"slices"
 	"testing"
 
 	"wren.im/wren/storage"
@@ -36,8 +36,7 @@ func TestRosterVersioning(t *testing.T) {
 	}
 
 	alice.result("set", "", `<query xmlns='jabber:iq:roster'><item jid='bob@localhost' name='Bob'/></query>`)
-	v1 := alice.expectPush("bob@localhost")
-	_ = v1
+	alice.expectPush("bob@localhost")
 	q = alice.roster()
 	v1ver := q.Attr("ver")
 	if v1ver == v0 || len(q.Elements()) != 1 || q.Elements()[0].Attr("jid") != "bob@localhost" {
@@ -81,14 +80,14 @@ func TestRosterSetNameAndGroups(t *testing.T) {
 	alice.result("set", "", `<query xmlns='jabber:iq:roster'><item jid='Bob@LOCALHOST/phone' name='Bobby'><group>Friends</group><group>Work</group></item></query>`)
 	it := alice.expectPush("bob@localhost")
 	checkItem(t, it, "none", "")
-	if it.Attr("name") != "Bobby" || !equalStrings(groups(it), []string{"Friends", "Work"}) {
+	if it.Attr("name") != "Bobby" || !slices.Equal(groups(it), []string{"Friends", "Work"}) {
 		t.Fatalf("pushed item %s", it)
 	}
 
 	// A second set replaces name and groups.
 	alice.result("set", "", `<query xmlns='jabber:iq:roster'><item jid='bob@localhost' name='Bob'><group>Family</group></item></query>`)
 	it = alice.expectPush("bob@localhost")
-	if it.Attr("name") != "Bob" || !equalStrings(groups(it), []string{"Family"}) {
+	if it.Attr("name") != "Bob" || !slices.Equal(groups(it), []string{"Family"}) {
 		t.Fatalf("pushed item %s", it)
 	}
 	q := alice.roster()
@@ -96,7 +95,7 @@ func TestRosterSetNameAndGroups(t *testing.T) {
 		t.Fatalf("roster %s", q)
 	}
 	it = q.Elements()[0]
-	if it.Attr("jid") != "bob@localhost" || it.Attr("name") != "Bob" || !equalStrings(groups(it), []string{"Family"}) {
+	if it.Attr("jid") != "bob@localhost" || it.Attr("name") != "Bob" || !slices.Equal(groups(it), []string{"Family"}) {
 		t.Fatalf("stored item %s", it)
 	}
 
@@ -237,18 +236,3 @@ func TestRosterOfAnotherUserIsForbidden(t *testing.T) {
 		t.Fatal("no roster for an IQ to the own bare JID")
 	}
 }
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// itoa is strconv.Itoa, short for test tables.
-func itoa(n int) string { return strconv.Itoa(n) }

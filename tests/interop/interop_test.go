@@ -51,6 +51,33 @@ func TestSlixmppChatRosterPresenceOffline(t *testing.T) {
 	runScenario(t, s, "chat")
 }
 
+func TestSlixmppStreamManagementResume(t *testing.T) {
+	requirePython(t, "slixmpp")
+	s := startServer(t)
+	s.addUser("alice")
+	s.addUser("bob")
+	runScenario(t, s, "sm-resume")
+	if !strings.Contains(s.logs.String(), "client session resumed") {
+		t.Fatal("the server did not log the resumption")
+	}
+}
+
+func TestSlixmppStreamManagementBadResume(t *testing.T) {
+	requirePython(t, "slixmpp")
+	s := startServer(t)
+	s.addUser("bob")
+	s.addUser("mallory")
+	runScenario(t, s, "sm-bad-resume")
+}
+
+func TestSlixmppStreamManagementExpired(t *testing.T) {
+	requirePython(t, "slixmpp")
+	s := startServer(t, "--config", writeConfig(t, "[stream_management]\nresume_timeout = \"1s\"\n"))
+	s.addUser("alice")
+	s.addUser("bob")
+	runScenario(t, s, "sm-expired")
+}
+
 // melliumClient logs in with mellium's client over STARTTLS and SCRAM-SHA-256.
 func melliumClient(t *testing.T, s *Server, user, resource string) *xmpp.Session {
 	t.Helper()

@@ -220,7 +220,133 @@ async def chat_scenario(args):
     await bob2.close()
 
 
+class SMClient(Client):
+    """A client with XEP-0198 stream management and resumption."""
+
+    def __init__(self, jid_, password, args):
+        super().__init__(jid_, password, args)
+        self.register_plugin('xep_0198')
+        self.events = asyncio.Queue()
+        for ev in ('sm_enabled', 'session_resumed', 'sm_failed', 'stanza_acked', 'session_start'):
+            self.add_event_handler(ev, lambda e, ev=ev: self.events.put_nowait((ev, e)))
+
+    async def reconnect_tcp(self):
+        port = self.args.port
+        self.connect(address=('127.0.0.1', port), force_starttls=True)
+
+    async def next_event(self, names, what):
+        return await next_matching(self.events, lambda e: e[0] in names, what)
+
+
+async def collect_bodies(client, n, what):
+    bodies = []
+    for _ in range(n):
+        m = await next_matching(client.messages, lambda m: m['body'] != '', what)
+        bodies.append(m['body'])
+    return bodies
+
+
+async def expect_quiet(queue, seconds, what):
+    try:
+        item = await asyncio.wait_for(queue.get(), seconds)
+    except asyncio.TimeoutError:
+        return
+    raise Fail(f"{what}: unexpected {item}")
+
+
+async def sm_resume_scenario(args):
+    alice = Client(jid(args, "alice") + "/desk", pw("alice"), args)
+    bob = SMClient(jid(args, "bob") + "/phone", pw("bob"), args)
+    check(await alice.login(), "alice logged in")
+    check(await bob.login(), "bob logged in")
+    ev, enabled = await bob.next_event({'sm_enabled'}, "stream management enabled")
+    check(bool(enabled['id']) and enabled['resume'], "server granted resumption with an id")
+
+    # Acks: a message bob sends is acknowledged by the server.
+    bob.send_message(mto=jid(args, "alice") + "/desk", mbody="ping from bob", mtype="chat")
+    bob['xep_0198'].request_ack()
+    await bob.next_event({'stanza_acked'}, "the server acknowledges bob's message")
+    await next_matching(alice.messages, lambda m: m['body'] == "ping from bob", "alice receives bob's message")
+
+    alice.send_message(mto=jid(args, "bob") + "/phone", mbody="m1", mtype="chat")
+    check(await collect_bodies(bob, 1, "bob receives m1") == ["m1"], "bob received m1")
+
+    # The phone loses its network: TCP is cut, no stream close.
+    bob.drop_tcp()
+    await asyncio.sleep(0.5)
+    for body in ("m2", "m3", "m4"):
+        alice.send_message(mto=jid(args, "bob") + "/phone", mbody=body, mtype="chat")
+    await asyncio.sleep(0.3)
+    await bob.reconnect_tcp()
+    ev, resumed = await bob.next_event({'session_resumed', 'sm_failed', 'session_start'}, "bob resumes")
+    check(ev == 'session_resumed', f"bob's session was resumed (got {ev})")
+    got = await collect_bodies(bob, 3, "messages queued while bob was away")
+    check(got == ["m2", "m3", "m4"], f"queued messages arrive once, in order ({got})")
+    await expect_quiet(bob.messages, 1.0, "no duplicates after resume")
+    await alice.close()
+    await bob.close()
+
+
+async def sm_bad_resume_scenario(args):
+    bob = SMClient(jid(args, "bob") + "/phone", pw("bob"), args)
+    check(await bob.login(), "bob logged in")
+    await bob.next_event({'sm_enabled'}, "stream management enabled")
+    bob_id = bob['xep_0198'].sm_id
+
+    # mallory tries to take over bob's session with bob's id.
+    mallory = SMClient(jid(args, "mallory") + "/x", pw("mallory"), args)
+    mallory['xep_0198'].sm_id = bob_id
+    mallory.connect(address=('127.0.0.1', args.port), force_starttls=True)
+    ev, failed = await mallory.next_event({'sm_failed', 'session_resumed'}, "mallory's resume attempt")
+    check(ev == 'sm_failed', "resuming another account's session fails")
+    check(failed.xml.find('{urn:ietf:params:xml:ns:xmpp-stanzas}item-not-found') is not None,
+          "with item-not-found")
+    # bob's session is untouched: he still gets messages.
+    mallory_ok = await mallory.next_event({'session_start'}, "mallory binds a fresh session")
+    mallory.send_message(mto=jid(args, "bob") + "/phone", mbody="still here?", mtype="chat")
+    check(await collect_bodies(bob, 1, "bob still receives") == ["still here?"], "bob's session was not disturbed")
+
+    # bob, disconnected, tries a made-up id: failed, then a fresh session.
+    bob.drop_tcp()
+    await asyncio.sleep(0.3)
+    bob['xep_0198'].sm_id = "made-up-session-id"
+    await bob.reconnect_tcp()
+    ev, _ = await bob.next_event({'sm_failed', 'session_resumed'}, "resume with an unknown id")
+    check(ev == 'sm_failed', "an unknown id fails")
+    await bob.next_event({'session_start'}, "bob binds a fresh session after the failure")
+    await mallory.close()
+    await bob.close()
+
+
+async def sm_expired_scenario(args):
+    # The server runs with a 1 s resume window.
+    alice = Client(jid(args, "alice") + "/desk", pw("alice"), args)
+    bob = SMClient(jid(args, "bob") + "/phone", pw("bob"), args)
+    check(await alice.login(), "alice logged in")
+    check(await bob.login(), "bob logged in")
+    await bob.next_event({'sm_enabled'}, "stream management enabled")
+    bob.drop_tcp()
+    await asyncio.sleep(0.3)
+    alice.send_message(mto=jid(args, "bob") + "/phone", mbody="sent during the window", mtype="chat")
+    await asyncio.sleep(2.0)
+    await bob.reconnect_tcp()
+    ev, failed = await bob.next_event({'sm_failed', 'session_resumed'}, "late resume")
+    check(ev == 'sm_failed', "resume after the window fails")
+    check(failed.xml.get('h') == '3', f"the failure carries the server's last h: roster get, presence and nothing else ({failed.xml.get('h')})")
+    await bob.next_event({'session_start'}, "bob starts a fresh session")
+    bob.send_presence()
+    m = await next_matching(bob.messages, lambda m: m['body'] == "sent during the window",
+                            "the message queued in the expired session comes from offline storage")
+    check(m['delay']['stamp'] is not None, "it carries a delay stamp")
+    await expect_quiet(bob.messages, 1.0, "and arrives only once")
+    await alice.close()
+    await bob.close()
+
+
 SCENARIOS = {
+    "sm-resume": sm_resume_scenario,
+    "sm-bad-resume": sm_bad_resume_scenario,
+    "sm-expired": sm_expired_scenario,
     "login": login_scenario,
     "wrong-password": wrong_password_scenario,
     "downgrade": downgrade_scenario,
