@@ -107,16 +107,16 @@ func (p *Service) available(ctx context.Context, s *c2s.Session, el *xmpp.Elemen
 	if err != nil {
 		p.log.Error("cannot load roster; presence not broadcast", "user", user, "err", err)
 	}
-	// Broadcast to subscribers (from/both) and to the user's other resources.
+	// Broadcast to subscribers (from/both) and to every available resource
+	// of the user, this one included: an entity is implicitly subscribed
+	// to its own presence (RFC 6121 §4.2.2 and §4.4.2).
 	for _, it := range items {
 		if it.Subscription == storage.SubFrom || it.Subscription == storage.SubBoth {
 			p.sendTo(ctx, s.JID(), it.Contact, el)
 		}
 	}
-	for _, other := range p.router.Available(user) {
-		if other != router.Session(s) {
-			other.Deliver(addressed(el, s.JID(), other.JID().String()))
-		}
+	for _, res := range p.router.Available(user) {
+		res.Deliver(addressed(el, s.JID(), res.JID().String()))
 	}
 	if wasAvailable {
 		return
@@ -153,23 +153,32 @@ func (p *Service) available(ctx context.Context, s *c2s.Session, el *xmpp.Elemen
 func (p *Service) unavailable(ctx context.Context, s *c2s.Session, el *xmpp.Element) {
 	el.SetAttr("to", "")
 	if !s.SetPresence(nil, 0) {
-		// Not available before: nobody saw it, nothing to retract.
+		// Not available before: subscribers never saw it, nothing to
+		// retract from them. Entities that received directed presence
+		// are told when the session ends.
 		return
 	}
-	p.broadcastUnavailable(ctx, s, el)
+	p.broadcastUnavailable(ctx, s, el, true)
 }
 
-func (p *Service) broadcastUnavailable(ctx context.Context, s *c2s.Session, el *xmpp.Element) {
+// broadcastUnavailable sends unavailable presence el from session s to the
+// entities that received its directed presence, and forgets them. When
+// wasAvailable is true the session had broadcast available presence, so
+// the user's subscribers and other resources are told as well; otherwise
+// they never saw the session and are left alone.
+func (p *Service) broadcastUnavailable(ctx context.Context, s *c2s.Session, el *xmpp.Element, wasAvailable bool) {
 	user := s.JID().Localpart()
-	items, _, err := p.rosters.Roster(ctx, user)
-	if err != nil {
-		p.log.Error("cannot load roster; unavailable presence not broadcast", "user", user, "err", err)
-	}
 	sent := map[string]bool{}
-	for _, it := range items {
-		if it.Subscription == storage.SubFrom || it.Subscription == storage.SubBoth {
-			p.sendTo(ctx, s.JID(), it.Contact, el)
-			sent[it.Contact] = true
+	if wasAvailable {
+		items, _, err := p.rosters.Roster(ctx, user)
+		if err != nil {
+			p.log.Error("cannot load roster; unavailable presence not broadcast", "user", user, "err", err)
+		}
+		for _, it := range items {
+			if it.Subscription == storage.SubFrom || it.Subscription == storage.SubBoth {
+				p.sendTo(ctx, s.JID(), it.Contact, el)
+				sent[it.Contact] = true
+			}
 		}
 	}
 	for _, d := range s.Directed() {
@@ -177,6 +186,9 @@ func (p *Service) broadcastUnavailable(ctx context.Context, s *c2s.Session, el *
 			p.sendTo(ctx, s.JID(), d, el)
 		}
 		s.AddDirected(d, true)
+	}
+	if !wasAvailable {
+		return
 	}
 	for _, other := range p.router.Available(user) {
 		if other != router.Session(s) {
@@ -188,7 +200,8 @@ func (p *Service) broadcastUnavailable(ctx context.Context, s *c2s.Session, el *
 // SessionEnded broadcasts unavailable presence for a session that ended
 // without saying so (the c2s Ended hook).
 func (p *Service) SessionEnded(ctx context.Context, s *c2s.Session, replaced bool) {
-	if s.Presence() == nil && len(s.Directed()) == 0 {
+	wasAvailable := s.Presence() != nil
+	if !wasAvailable && len(s.Directed()) == 0 {
 		return
 	}
 	s.SetPresence(nil, 0)
@@ -197,7 +210,7 @@ func (p *Service) SessionEnded(ctx context.Context, s *c2s.Session, replaced boo
 		return
 	}
 	el := xmpp.NewElement(xmpp.NSClient, "presence", "type", "unavailable")
-	p.broadcastUnavailable(ctx, s, el)
+	p.broadcastUnavailable(ctx, s, el, wasAvailable)
 }
 
 func addressed(el *xmpp.Element, from jid.JID, to string) *xmpp.Element {

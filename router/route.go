@@ -86,6 +86,10 @@ func (r *Router) dispatchIQ(ctx context.Context, s *Stanza, target Target) {
 }
 
 func (r *Router) accountExists(ctx context.Context, user string) bool {
+	if r.hasSessions(user) {
+		// A user with a bound session exists; no storage lookup needed.
+		return true
+	}
 	r.mu.RLock()
 	f := r.hooks.AccountExists
 	r.mu.RUnlock()
@@ -114,7 +118,7 @@ func (r *Router) toBare(ctx context.Context, s *Stanza) {
 			sess.Deliver(r.addressed(s.El, sess))
 		}
 	case "message":
-		r.messageToBare(ctx, s)
+		r.messageToUser(ctx, s)
 	}
 }
 
@@ -138,7 +142,10 @@ func (r *Router) inboundPresence(ctx context.Context, s *Stanza) bool {
 // original 'to' (RFC 6121 §8.5.2.1).
 func (r *Router) addressed(el *xmpp.Element, _ Session) *xmpp.Element { return el }
 
-func (r *Router) messageToBare(ctx context.Context, s *Stanza) {
+// messageToUser delivers a message addressed to a local user: the
+// MessageIn hooks run once, then RFC 6121 §8.5 decides between the full
+// JID's session, the highest-priority resources, and offline storage.
+func (r *Router) messageToUser(ctx context.Context, s *Stanza) {
 	user := s.To.Localpart()
 	typ := s.Type()
 	if !r.accountExists(ctx, user) {
@@ -148,36 +155,55 @@ func (r *Router) messageToBare(ctx context.Context, s *Stanza) {
 		return
 	}
 	r.mu.RLock()
-	hooks := r.hooks.MessageToBare
+	in, delivered := r.hooks.MessageIn, r.hooks.MessageDelivered
 	r.mu.RUnlock()
-	for _, h := range hooks {
+	for _, h := range in {
 		if h(ctx, s) {
 			return
+		}
+	}
+	targets := r.messageTargets(ctx, s)
+	for _, sess := range targets {
+		sess.Deliver(s.El)
+	}
+	for _, h := range delivered {
+		h(ctx, s, targets)
+	}
+}
+
+// messageTargets picks the sessions that get a message (RFC 6121 §8.5.2
+// and §8.5.3); when none fits it stores or bounces the message and
+// returns nil.
+func (r *Router) messageTargets(ctx context.Context, s *Stanza) []Session {
+	user := s.To.Localpart()
+	typ := s.Type()
+	if s.To.Resourcepart() != "" {
+		if sess := r.Session(s.To); sess != nil {
+			return []Session{sess}
+		}
+		// Absent resource (RFC 6121 §8.5.3.2.1).
+		switch typ {
+		case "groupchat":
+			r.Bounce(ctx, s, xmpp.NewStanzaError(xmpp.CondServiceUnavailable, ""))
+			return nil
+		case "headline", "error":
+			return nil
 		}
 	}
 	switch typ {
 	case "groupchat":
 		r.Bounce(ctx, s, xmpp.NewStanzaError(xmpp.CondServiceUnavailable, ""))
-		return
+		return nil
 	case "headline":
-		for _, sess := range r.highestOrAllNonNegative(user) {
-			sess.Deliver(s.El)
-		}
-		return
+		return r.highestOrAllNonNegative(user)
 	case "error":
-		for _, sess := range r.highest(user) {
-			sess.Deliver(s.El)
-		}
-		return
+		return r.highest(user)
 	}
-	targets := r.highest(user)
-	if len(targets) > 0 {
-		for _, sess := range targets {
-			sess.Deliver(s.El)
-		}
-		return
+	if targets := r.highest(user); len(targets) > 0 {
+		return targets
 	}
 	r.storeOffline(ctx, user, s)
+	return nil
 }
 
 // StoreOffline hands a message for a user without available resources to
@@ -207,6 +233,10 @@ func (r *Router) highestOrAllNonNegative(user string) []Session {
 }
 
 func (r *Router) toFull(ctx context.Context, s *Stanza) {
+	if s.Kind() == "message" {
+		r.messageToUser(ctx, s)
+		return
+	}
 	if sess := r.Session(s.To); sess != nil {
 		if s.Kind() == "presence" && r.inboundPresence(ctx, s) {
 			return
@@ -216,24 +246,10 @@ func (r *Router) toFull(ctx context.Context, s *Stanza) {
 	}
 	// No such resource (RFC 6121 §8.5.3.2).
 	switch s.Kind() {
-	case "message":
-		switch s.Type() {
-		case "groupchat", "headline", "error":
-			// Silently ignored for an absent resource.
-			if s.Type() == "groupchat" {
-				r.Bounce(ctx, s, xmpp.NewStanzaError(xmpp.CondServiceUnavailable, ""))
-			}
-			return
-		}
-		r.messageToBare(ctx, s)
 	case "presence":
-		switch s.Type() {
-		case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
-			// Subscription stanzas are handled as if sent to the bare JID.
-			r.inboundPresence(ctx, s)
-		case "probe":
-			r.inboundPresence(ctx, s)
-		}
+		// Subscription stanzas are handled as if sent to the bare JID;
+		// probes are answered; other presence is dropped.
+		r.inboundPresence(ctx, s)
 	case "iq":
 		r.Bounce(ctx, s, xmpp.NewStanzaError(xmpp.CondServiceUnavailable, ""))
 	}

@@ -80,9 +80,15 @@ type Hooks struct {
 	// Remote routes a stanza to another domain. When nil, such stanzas are
 	// bounced with remote-server-not-found.
 	Remote func(ctx context.Context, s *Stanza)
-	// MessageToBare may rewrite or consume a message to a local bare JID
-	// before delivery (carbons, archive). It returns true when consumed.
-	MessageToBare []func(ctx context.Context, s *Stanza) bool
+	// MessageIn runs once for every message addressed to a local user (bare
+	// or full JID), before delivery or offline storage. A hook may replace
+	// s.El (with a copy: stanzas are shared) — the archive adds its
+	// <stanza-id/> there. It returns true when it consumed the message.
+	MessageIn []func(ctx context.Context, s *Stanza) bool
+	// MessageDelivered runs after a message for a local user was queued for
+	// the sessions in to (empty when it went to offline storage or was
+	// dropped). Carbons copy it to the user's other resources here.
+	MessageDelivered []func(ctx context.Context, s *Stanza, to []Session)
 }
 
 const shardCount = 64
@@ -154,11 +160,18 @@ func (r *Router) SetHooks(h Hooks) {
 	r.hooks = h
 }
 
-// AddMessageHook appends a hook run on messages to a local bare JID.
-func (r *Router) AddMessageHook(h func(ctx context.Context, s *Stanza) bool) {
+// AddMessageIn appends a MessageIn hook.
+func (r *Router) AddMessageIn(h func(ctx context.Context, s *Stanza) bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.hooks.MessageToBare = append(r.hooks.MessageToBare, h)
+	r.hooks.MessageIn = append(r.hooks.MessageIn, h)
+}
+
+// AddMessageDelivered appends a MessageDelivered hook.
+func (r *Router) AddMessageDelivered(h func(ctx context.Context, s *Stanza, to []Session)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hooks.MessageDelivered = append(r.hooks.MessageDelivered, h)
 }
 
 func (r *Router) shard(user string) *shard {
@@ -212,6 +225,14 @@ func (r *Router) Sessions(user string) []Session {
 	sh.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].JID().Resourcepart() < out[j].JID().Resourcepart() })
 	return out
+}
+
+// hasSessions reports whether user has any bound session.
+func (r *Router) hasSessions(user string) bool {
+	sh := r.shard(user)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return len(sh.users[user]) > 0
 }
 
 // Session returns the session bound to a full JID, or nil.
