@@ -72,6 +72,12 @@ func (s *Session) handle(ctx context.Context, el *xmpp.Element) error {
 			h(ctx, s, st)
 			return nil
 		}
+	case "message":
+		for _, h := range s.srv.cfg.Hooks.MessageOut {
+			if h(ctx, s, st) {
+				return nil
+			}
+		}
 	}
 	s.srv.cfg.Router.Route(ctx, st)
 	return nil

@@ -26,6 +26,11 @@ import (
 type Hooks struct {
 	// Bound runs after a resource was bound, before the first stanza.
 	Bound func(ctx context.Context, s *Session)
+	// MessageOut runs for every message a bound client sends, with 'from'
+	// stamped, before it is routed (carbons copy it, the archive keeps it).
+	// A hook may replace st.El with a copy; it returns true when it
+	// consumed the message.
+	MessageOut []func(ctx context.Context, s *Session, st *router.Stanza) bool
 	// Presence handles every presence stanza the client sends (with 'from'
 	// stamped). Without it, presence is routed as is.
 	Presence func(ctx context.Context, s *Session, st *router.Stanza)
