@@ -448,3 +448,82 @@ func TestSMExpiryDeliversTheRestFromOffline(t *testing.T) {
 	}
 	t.Logf("%d messages, 1 cut ending in expiry: 300 delivered live, %d from offline, 0 lost, 0 duplicated", total, total-300)
 }
+
+// TestSMResumeWhileOldConnectionOpen resumes a session whose old
+// connection is still open (half-open from the client's view): the old
+// connection gets a conflict stream error, the new one the session.
+func TestSMResumeWhileOldConnectionOpen(t *testing.T) {
+	ts := startTestServer(t, nil)
+	ts.addUser(t, "alice", smPass)
+	ts.addUser(t, "bob", smPass)
+	alice := dialRaw(t, ts.addr())
+	alice.login("localhost", "alice", smPass, "desk")
+	old := smLogin(t, ts, "bob", "phone")
+	sendChat(alice, "bob@localhost/phone", "before")
+	if m := old.stanza(); m.ChildText(xmpp.NSClient, "body") != "before" {
+		t.Fatalf("got %s", m)
+	}
+	nw, res := resume(t, ts, "bob", old.id, old.h)
+	if !res.Is(xmpp.NSSM, "resumed") {
+		t.Fatalf("resume: %s", res)
+	}
+	for {
+		el, err := old.r.Next()
+		if err != nil {
+			t.Fatalf("old connection ended without a conflict error: %v", err)
+		}
+		if el.Is(xmpp.NSStream, "error") {
+			if el.Child(xmpp.NSStreams, xmpp.StreamConflict) == nil {
+				t.Fatalf("old connection got %s, want conflict", el)
+			}
+			break
+		}
+	}
+	sendChat(alice, "bob@localhost/phone", "after")
+	if m := nw.stanza(); m.ChildText(xmpp.NSClient, "body") != "after" {
+		t.Fatalf("new connection got %s", m)
+	}
+	if n := ts.router.Count(); n != 2 {
+		t.Fatalf("%d sessions bound, want 2 (alice, bob)", n)
+	}
+}
+
+// TestCSIHoldsPresenceUntilActive checks XEP-0352 end to end: while bob is
+// inactive, alice's presence changes are held (only the latest is sent)
+// and a message flushes them first, in order.
+func TestCSIHoldsPresenceUntilActive(t *testing.T) {
+	ts := startTestServer(t, nil)
+	ts.addUser(t, "alice", smPass)
+	ts.addUser(t, "bob", smPass)
+	ts.mutual(t, "alice", "bob")
+	bob := smLogin(t, ts, "bob", "phone")
+	bob.send(`<inactive xmlns='urn:xmpp:csi:0'/>`)
+	alice := dialRaw(t, ts.addr())
+	alice.login("localhost", "alice", smPass, "desk")
+	alice.send(`<presence><show>away</show></presence>`)
+	alice.send(`<presence><show>xa</show></presence>`)
+	alice.send(`<presence><show>dnd</show></presence>`)
+	time.Sleep(200 * time.Millisecond)
+	alice.send(`<message to='bob@localhost' type='chat'><body>wake up</body></message>`)
+	var shows []string
+	for {
+		el := bob.stanza()
+		if el.Is(xmpp.NSClient, "message") {
+			if el.ChildText(xmpp.NSClient, "body") != "wake up" {
+				t.Fatalf("got %s", el)
+			}
+			break
+		}
+		if el.Attr("from") == "alice@localhost/desk" {
+			shows = append(shows, el.ChildText(xmpp.NSClient, "show"))
+		}
+	}
+	if len(shows) != 1 || shows[0] != "dnd" {
+		t.Fatalf("presence from alice/desk flushed before the message: %q, want only the latest (dnd)", shows)
+	}
+	bob.send(`<active xmlns='urn:xmpp:csi:0'/>`)
+	alice.send(`<presence><show>chat</show></presence>`)
+	if p := bob.stanza(); p.ChildText(xmpp.NSClient, "show") != "chat" {
+		t.Fatalf("active client got %s", p)
+	}
+}
