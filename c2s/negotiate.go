@@ -49,6 +49,9 @@ func (s *Session) negotiate(ctx context.Context) error {
 		if err := s.openStream(); err != nil {
 			return err
 		}
+		if s.overLimit {
+			return xmpp.NewStreamError(xmpp.StreamPolicyViolation, "too many connections from your address")
+		}
 		if authed {
 			s.reader.SetLimits(limits)
 			return s.negotiateBind(ctx)

@@ -81,6 +81,14 @@ type Config struct {
 	// AckTimeout is how long the server waits for an answer to its ack
 	// request before it treats the connection as dead.
 	AckTimeout time.Duration
+	// MaxConnsPerIP caps simultaneous connections from one address (0: no
+	// cap); further ones get a policy-violation stream error.
+	MaxConnsPerIP int
+	// StanzaRate and StanzaBurst limit how fast one session's stanzas are
+	// read (per second, token bucket). A client above the rate is slowed
+	// down, not cut off: its stanzas wait in TCP. 0 disables the limit.
+	StanzaRate  float64
+	StanzaBurst int
 	// FailureDelay and MaxFailureDelay slow down repeated authentication
 	// failures from one address.
 	FailureDelay, MaxFailureDelay time.Duration
@@ -102,6 +110,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
+	perIP    map[string]int
 	wg       sync.WaitGroup
 
 	smMu      sync.Mutex
@@ -151,6 +160,7 @@ func New(cfg Config) (*Server, error) {
 		log:               cfg.Logger.With("component", "c2s"),
 		failures:          newFailureTracker(cfg.FailureDelay, cfg.MaxFailureDelay),
 		sessions:          map[*Session]struct{}{},
+		perIP:             map[string]int{},
 		resumable:         map[string]*Session{},
 		stale:             map[string]staleSession{},
 	}, nil
@@ -165,22 +175,27 @@ func (srv *Server) Serve(ctx context.Context, ln net.Listener, directTLS bool) e
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				srv.log.Warn("accept failed; retrying", "listener", ln.Addr().String(), "err", err, "retry_in", delay)
-				time.Sleep(delay)
-				continue
+			// Out of file descriptors or a transient network error: keep
+			// the listener, back off, try again.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			srv.log.Warn("accepting a client connection failed; retrying (raise the open-files limit if this is EMFILE)", "listener", ln.Addr().String(), "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return nil
 			}
-			return err
+			continue
 		}
 		delay = 0
 		s := newSession(srv, conn, directTLS)
+		ip := remoteIP(conn.RemoteAddr())
 		srv.mu.Lock()
 		srv.sessions[s] = struct{}{}
+		srv.perIP[ip]++
+		s.overLimit = srv.cfg.MaxConnsPerIP > 0 && srv.perIP[ip] > srv.cfg.MaxConnsPerIP
 		srv.wg.Add(1)
 		srv.mu.Unlock()
 		go func() {
@@ -188,6 +203,9 @@ func (srv *Server) Serve(ctx context.Context, ln net.Listener, directTLS bool) e
 			s.serve(ctx)
 			srv.mu.Lock()
 			delete(srv.sessions, s)
+			if srv.perIP[ip]--; srv.perIP[ip] <= 0 {
+				delete(srv.perIP, ip)
+			}
 			srv.mu.Unlock()
 		}()
 	}

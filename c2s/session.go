@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
 	"mellium.im/xmpp/jid"
 
 	"wren.im/wren/router"
@@ -50,6 +51,7 @@ type Session struct {
 	writer *bufio.Writer
 
 	directTLS bool
+	overLimit bool // too many connections from this address
 	secure    bool
 	jid       jid.JID // full JID once bound
 	streamID  string
@@ -395,9 +397,24 @@ func (s *Session) writeClose(se *xmpp.StreamError) {
 	s.writer.Flush()
 }
 
-// readLoop reads stanzas until the stream ends.
+// readLoop reads stanzas until the stream ends. With a stanza rate limit
+// it waits before reading the next stanza, so that a flooding client is
+// slowed down by TCP flow control instead of losing data.
 func (s *Session) readLoop(ctx context.Context) error {
+	var limiter *rate.Limiter
+	if s.srv.cfg.StanzaRate > 0 {
+		limiter = rate.NewLimiter(rate.Limit(s.srv.cfg.StanzaRate), max(1, s.srv.cfg.StanzaBurst))
+	}
 	for {
+		if limiter != nil {
+			if d := limiter.Reserve().Delay(); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-s.done:
+					return nil
+				}
+			}
+		}
 		el, err := s.reader.Next()
 		if err != nil {
 			select {

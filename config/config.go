@@ -84,6 +84,15 @@ type C2S struct {
 	// SendQueue is the number of stanzas queued for one session before the
 	// session is considered stalled.
 	SendQueue int `toml:"send_queue"`
+	// MaxConnectionsPerIP caps simultaneous client connections from one
+	// address; 0 means no cap.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// StanzaRate is how many stanzas per second one session may send on
+	// average; a faster client is slowed down (not disconnected). 0 turns
+	// the limit off.
+	StanzaRate float64 `toml:"stanza_rate"`
+	// StanzaBurst is how many stanzas a session may send at once above the rate.
+	StanzaBurst int `toml:"stanza_burst"`
 }
 
 // Auth configures authentication.

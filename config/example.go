@@ -70,9 +70,19 @@ idle_timeout = "10m"
 # How often the server sends a whitespace keepalive on a quiet connection,
 # which keeps NAT and firewall state alive.
 keepalive_interval = "60s"
-# How many stanzas may wait to be sent to one connection. A client that
-# falls this far behind is considered stalled and is disconnected.
+# How many stanzas may wait to be sent to one session (including those sent
+# but not yet acknowledged under stream management). A client that falls
+# this far behind is considered stalled: its session ends and its messages
+# go to offline storage.
 send_queue = 1024
+# Most simultaneous client connections from one IP address; further ones
+# are refused with a policy-violation error. 0 means no limit.
+max_connections_per_ip = 100
+# Average stanzas per second one session may send, and how many it may
+# send at once. A faster client is slowed down (its data waits in TCP),
+# never disconnected or dropped. 0 turns the limit off.
+stanza_rate = 500.0
+stanza_burst = 1000
 
 [auth]
 # PBKDF2 iteration count used when a password is set (SCRAM). Higher is

@@ -38,6 +38,9 @@ func Default() *Config {
 			IdleTimeout:            Duration{10 * time.Minute},
 			KeepaliveInterval:      Duration{60 * time.Second},
 			SendQueue:              1024,
+			MaxConnectionsPerIP:    100,
+			StanzaRate:             500,
+			StanzaBurst:            1000,
 		},
 		Auth: Auth{
 			ScramIterations: 10000,

@@ -125,6 +125,13 @@ func (c *Config) Validate() error {
 		add("offline.max_per_user is %d: it must not be negative (0 means no cap)", c.Offline.MaxPerUser)
 	}
 
+	if c.C2S.MaxConnectionsPerIP < 0 || c.C2S.StanzaRate < 0 || c.C2S.StanzaBurst < 0 {
+		add("c2s.max_connections_per_ip, c2s.stanza_rate and c2s.stanza_burst must not be negative (0 turns them off)")
+	}
+	if c.C2S.StanzaRate > 0 && c.C2S.StanzaBurst < 1 {
+		add("c2s.stanza_burst must be at least 1 when c2s.stanza_rate is set")
+	}
+
 	// Stream management.
 	sm := c.StreamManagement
 	if sm.ResumeTimeout.Duration < 0 || sm.MaxResumeTimeout.Duration < 0 || sm.AckTimeout.Duration < 0 {

@@ -109,6 +109,7 @@ func (s *Server) build(cert tls.Certificate) error {
 		Open:              cfg.Registration.Enabled,
 		MinPasswordLength: cfg.Registration.MinPasswordLength,
 		ScramIterations:   cfg.Auth.ScramIterations,
+		BeforeRemove:      rost.CancelAll,
 	}, s.store, r, s.log)
 	r.HandleIQ(router.ToServer, xmpp.NSPing, s.ping)
 	r.HandleIQ(router.ToAccount, xmpp.NSPing, s.ping)
@@ -151,6 +152,9 @@ func (s *Server) build(cert tls.Certificate) error {
 		ResumeTimeout:     cfg.StreamManagement.ResumeTimeout.Duration,
 		MaxResumeTimeout:  cfg.StreamManagement.MaxResumeTimeout.Duration,
 		AckTimeout:        cfg.StreamManagement.AckTimeout.Duration,
+		MaxConnsPerIP:     cfg.C2S.MaxConnectionsPerIP,
+		StanzaRate:        cfg.C2S.StanzaRate,
+		StanzaBurst:       cfg.C2S.StanzaBurst,
 		FailureDelay:      cfg.Auth.FailureDelay.Duration,
 		MaxFailureDelay:   cfg.Auth.MaxFailureDelay.Duration,
 		Accounts:          s.store,
