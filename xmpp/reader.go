@@ -77,11 +77,14 @@ type nsBinding struct {
 // Reader reads one XMPP stream: the header, then one top-level element at a
 // time, within Limits. It is not safe for concurrent use.
 type Reader struct {
-	src    *bufio.Reader
-	budget budgetReader
-	dec    *xml.Decoder
-	limits Limits
-	ns     []nsBinding
+	// streamName is the raw (prefixed) name of the stream element, which
+	// only its own end tag may close.
+	streamName xml.Name
+	src        *bufio.Reader
+	budget     budgetReader
+	dec        *xml.Decoder
+	limits     Limits
+	ns         []nsBinding
 	// Buffered is set by tests; production code leaves it nil.
 }
 
@@ -132,6 +135,9 @@ func (r *Reader) mapErr(err error) error {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return io.ErrUnexpectedEOF
 	}
+	if strings.Contains(err.Error(), "unsupported charset") || strings.Contains(err.Error(), "CharsetReader") {
+		return NewStreamError(StreamUnsupportedEncoding, "only UTF-8 is supported")
+	}
 	var syn *xml.SyntaxError
 	if errors.As(err, &syn) {
 		if strings.Contains(syn.Msg, "unexpected EOF") {
@@ -142,8 +148,9 @@ func (r *Reader) mapErr(err error) error {
 		}
 		return NewStreamError(StreamNotWellFormed, "%s", syn.Msg)
 	}
-	if strings.Contains(err.Error(), "unsupported charset") || strings.Contains(err.Error(), "encoding") {
-		return NewStreamError(StreamUnsupportedEncoding, "only UTF-8 is supported")
+	if strings.HasPrefix(err.Error(), "xml: ") {
+		// Other decoder errors (e.g. an unsupported XML version).
+		return NewStreamError(StreamNotWellFormed, "%s", strings.TrimPrefix(err.Error(), "xml: "))
 	}
 	// Network errors pass through unchanged.
 	return err
@@ -207,6 +214,7 @@ func (r *Reader) header(t xml.StartElement) (StreamHeader, error) {
 			}
 		}
 	}
+	r.streamName = t.Name
 	space, ok := r.lookup(t.Name.Space)
 	if t.Name.Local != "stream" {
 		return h, NewStreamError(StreamBadFormat, "expected <stream:stream>, got <%s>", t.Name.Local)
@@ -292,7 +300,7 @@ func (r *Reader) Next() (*Element, error) {
 			rawNames = append(rawNames, t.Name)
 		case xml.EndElement:
 			if len(stack) == 0 {
-				if t.Name.Local == "stream" {
+				if t.Name == r.streamName {
 					return nil, ErrStreamClosed
 				}
 				return nil, NewStreamError(StreamNotWellFormed, "unexpected end tag </%s>", t.Name.Local)
@@ -309,6 +317,10 @@ func (r *Reader) Next() (*Element, error) {
 				return el, nil
 			}
 		case xml.CharData:
+			if len(t) == 0 {
+				// An empty CDATA section carries nothing.
+				continue
+			}
 			if len(stack) == 0 {
 				if !isSpace(t) {
 					return nil, NewStreamError(StreamBadFormat, "text outside of a stanza")
@@ -334,8 +346,14 @@ func (r *Reader) Next() (*Element, error) {
 }
 
 func (r *Reader) start(t xml.StartElement, depth int) (*Element, error) {
+	if !validName(t.Name) {
+		return nil, NewStreamError(StreamNotWellFormed, "invalid element name %q", t.Name.Local)
+	}
 	// Namespace declarations first: they apply to the element's own name.
 	for _, a := range t.Attr {
+		if !validName(a.Name) {
+			return nil, NewStreamError(StreamNotWellFormed, "invalid attribute name %q", a.Name.Local)
+		}
 		switch {
 		case a.Name.Space == "" && a.Name.Local == "xmlns":
 			r.ns = append(r.ns, nsBinding{"", a.Value, depth})
@@ -422,3 +440,48 @@ func ParseElement(b []byte) (*Element, error) {
 }
 
 func bytesReader(b []byte) io.Reader { return strings.NewReader(string(b)) }
+
+// validName reports whether a raw name's prefix (if any) and local part
+// are NCNames (Namespaces in XML 1.0). encoding/xml accepts some names
+// that are not, such as a local part starting with a digit after a prefix.
+func validName(n xml.Name) bool {
+	return (n.Space == "" || isNCName(n.Space)) && isNCName(n.Local)
+}
+
+func isNCName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if i == 0 {
+			if !isNameStart(r) {
+				return false
+			}
+			continue
+		}
+		if !isNameStart(r) && !isNameRest(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// isNameStart implements NameStartChar of XML 1.0 (5th edition) minus ':'.
+func isNameStart(r rune) bool {
+	switch {
+	case r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z', r == '_':
+		return true
+	case r >= 0xC0 && r <= 0xD6, r >= 0xD8 && r <= 0xF6, r >= 0xF8 && r <= 0x2FF,
+		r >= 0x370 && r <= 0x37D, r >= 0x37F && r <= 0x1FFF, r >= 0x200C && r <= 0x200D,
+		r >= 0x2070 && r <= 0x218F, r >= 0x2C00 && r <= 0x2FEF, r >= 0x3001 && r <= 0xD7FF,
+		r >= 0xF900 && r <= 0xFDCF, r >= 0xFDF0 && r <= 0xFFFD, r >= 0x10000 && r <= 0xEFFFF:
+		return true
+	}
+	return false
+}
+
+// isNameRest implements the NameChar additions to NameStartChar.
+func isNameRest(r rune) bool {
+	return r == '-' || r == '.' || (r >= '0' && r <= '9') || r == 0xB7 ||
+		(r >= 0x300 && r <= 0x36F) || (r >= 0x203F && r <= 0x2040)
+}

@@ -82,6 +82,10 @@ func TestReaderHostile(t *testing.T) {
 		{"wrong stream ns", `<stream:stream xmlns='jabber:client' xmlns:stream='urn:wrong' to='example.com'>`, StreamInvalidNamespace},
 		{"wrong content ns", `<stream:stream xmlns='urn:other' xmlns:stream='http://etherx.jabber.org/streams' to='example.com'>`, StreamInvalidNamespace},
 		{"not a stream", `<html>`, StreamBadFormat},
+		{"prefixed digit name", hdr + `<message xmlns:p='urn:x'><p:0/></message>`, StreamNotWellFormed},
+		{"xml version", hdr + `<?xml version='1.1'?>`, StreamNotWellFormed},
+		{"header xml version", `<?xml version='1.1'?>` + hdr[21:], StreamNotWellFormed},
+		{"foreign stream end", hdr + `</foo:stream>`, StreamNotWellFormed},
 		{"encoding", `<?xml version='1.0' encoding='ISO-8859-1'?>` + hdr[21:], StreamUnsupportedEncoding},
 	}
 	for _, c := range cases {
