@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -53,9 +54,12 @@ type Session struct {
 	directTLS bool
 	overLimit bool // too many connections from this address
 	secure    bool
-	jid       jid.JID // full JID once bound
-	streamID  string
-	lang      string
+	// servedLeaf is the certificate this connection's TLS handshake
+	// presented, when known (set during the handshake).
+	servedLeaf *x509.Certificate
+	jid        jid.JID // full JID once bound
+	streamID   string
+	lang       string
 
 	q         *outQueue
 	done      chan struct{} // closed by Close: the connection must end
@@ -81,6 +85,7 @@ type Session struct {
 
 	mu              sync.Mutex
 	state           sessionState
+	boundAt         time.Time // when the resource was bound (kept across resumes)
 	smResumable     bool
 	hibernateTime   *time.Timer
 	available       bool
@@ -214,7 +219,7 @@ func (s *Session) Deliver(el *xmpp.Element) {
 	}
 	if overflow {
 		s.log.Warn("client does not read or acknowledge its stanzas; ending the session", "jid", s.jid.String(), "queued", s.q.depth(), "limit", s.srv.cfg.SendQueue)
-		s.terminate(xmpp.NewStreamError(xmpp.StreamPolicyViolation, "too many stanzas queued for this client"))
+		s.stalled()
 	}
 }
 
@@ -227,6 +232,19 @@ func (s *Session) Close(serr *xmpp.StreamError) {
 		s.closeErr = serr
 		close(s.done)
 	})
+}
+
+// stalled ends a session whose client does not keep up: its queue is
+// rerouted at once (so memory stays bounded while senders go on), a write
+// blocked on the client's full TCP window is aborted, and the connection
+// is closed with policy-violation.
+func (s *Session) stalled() {
+	s.mu.Lock()
+	s.smResumable = false
+	s.mu.Unlock()
+	s.Close(xmpp.NewStreamError(xmpp.StreamPolicyViolation, "too many stanzas queued for this client"))
+	s.raw.SetWriteDeadline(time.Now())
+	s.teardown(context.Background())
 }
 
 // terminate ends the logical session for good: the connection (if any) is
@@ -338,6 +356,7 @@ func (s *Session) endConnection(ctx context.Context, clientClosed bool) {
 		s.state = stateHibernated
 		s.hibernateTime = time.AfterFunc(s.smTimeout, s.hibernationExpired)
 		s.mu.Unlock()
+		s.srv.cfg.Metrics.SMHibernated()
 		s.log.Info("client connection lost; session hibernated for resumption", "timeout", s.smTimeout, "queued", s.q.depth())
 		return
 	}
@@ -352,6 +371,7 @@ func (s *Session) hibernationExpired() {
 		return
 	}
 	s.mu.Unlock()
+	s.srv.cfg.Metrics.SMTimedOut()
 	s.log.Info("hibernated session was not resumed in time; ending it", "timeout", s.smTimeout)
 	s.teardown(context.Background())
 }
@@ -459,6 +479,7 @@ func (s *Session) writeLoop() {
 					s.writeFailed(err)
 					return
 				}
+				s.srv.cfg.Metrics.StanzaOut(el.Local)
 				batch[i] = nil
 			}
 			if err := s.writer.Flush(); err != nil {

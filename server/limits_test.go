@@ -1,7 +1,10 @@
 package server
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,4 +63,79 @@ func TestStanzaRateSlowsNotDrops(t *testing.T) {
 	if d := time.Since(start); d < minimum {
 		t.Fatalf("%d stanzas answered in %s: the %d/s limit was not applied (expected at least %s)", n, d, rate, minimum)
 	}
+}
+
+// TestClientThatNeverReads floods a client that stops reading: its queue
+// fills, its session ends, the messages that could not be written go to
+// offline storage, and other sessions keep working meanwhile.
+func TestClientThatNeverReads(t *testing.T) {
+	const n = 3000
+	ts := startTestServer(t, func(c *config.Config) {
+		c.C2S.SendQueue = 200
+		c.C2S.StanzaRate = 0
+		c.Offline.MaxPerUser = 0
+	})
+	ts.addUser(t, "alice", smPass)
+	ts.addUser(t, "bob", smPass)
+	ts.addUser(t, "carol", smPass)
+	bob := dialRaw(t, ts.addr())
+	bob.login("localhost", "bob", smPass, "stuck")
+	bob.send(`<presence/>`)
+	bob.conn.(interface{ NetConn() net.Conn }).NetConn().(*net.TCPConn).SetReadBuffer(4096)
+	// bob never reads again.
+	carol := dialRaw(t, ts.addr())
+	carol.login("localhost", "carol", smPass, "ok")
+	alice := dialRaw(t, ts.addr())
+	alice.conn.SetDeadline(time.Now().Add(2 * time.Minute))
+	alice.login("localhost", "alice", smPass, "desk")
+	body := strings.Repeat("x", 8000) // 24 MB in all: more than TCP buffers hold
+	for i := 0; i < n; i++ {
+		alice.w.WriteString(fmt.Sprintf(`<message to='bob@localhost/stuck' type='chat'><body>%d %s</body></message>`, i, body))
+	}
+	alice.w.Flush()
+	// Meanwhile carol is served promptly.
+	start := time.Now()
+	carol.send(`<iq type='get' id='c1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	if r := carol.next(); r.Attr("id") != "c1" {
+		t.Fatalf("carol got %s", r)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("carol waited %s while bob was stuck", d)
+	}
+	waitFor(t, "bob's stalled session to end", func() bool { return len(ts.router.Sessions("bob")) == 0 })
+	// Everything not written to bob's socket is in offline storage, in order.
+	lastNumber := func(stanza []byte) int {
+		el, err := xmpp.ParseElement(stanza)
+		if err != nil {
+			t.Fatal(err)
+		}
+		num, _, _ := strings.Cut(el.ChildText(xmpp.NSClient, "body"), " ")
+		v, _ := strconv.Atoi(num)
+		return v
+	}
+	waitFor(t, "the last message to reach offline storage", func() bool {
+		msgs, _ := ts.store.OfflineMessages(context.Background(), "bob")
+		return len(msgs) > 0 && lastNumber(msgs[len(msgs)-1].Stanza) == n-1
+	})
+	msgs, err := ts.store.OfflineMessages(context.Background(), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := -1
+	for _, m := range msgs {
+		el, err := xmpp.ParseElement(m.Stanza)
+		if err != nil {
+			t.Fatal(err)
+		}
+		num, _, _ := strings.Cut(el.ChildText(xmpp.NSClient, "body"), " ")
+		v, _ := strconv.Atoi(num)
+		if v <= prev {
+			t.Fatalf("offline order broken: %d after %d", v, prev)
+		}
+		prev = v
+	}
+	if prev != n-1 {
+		t.Fatalf("last offline message is %d, want %d", prev, n-1)
+	}
+	t.Logf("bob's session ended with a full queue; %d of %d messages went to offline storage", len(msgs), n)
 }
