@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -136,7 +137,21 @@ func (s *Session) handshakeTLS() error {
 			return err
 		}
 	}
-	t := tls.Server(s.conn, s.srv.cfg.TLS)
+	cfg := s.srv.cfg.TLS
+	if get := cfg.GetCertificate; get != nil {
+		// Remember the certificate this connection is served: it is the
+		// one tls-server-end-point channel binding must hash, even if a
+		// reload swaps the server's certificate before authentication.
+		cfg = cfg.Clone()
+		cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c, err := get(hello)
+			if err == nil && c != nil {
+				s.servedLeaf = leafOf(c)
+			}
+			return c, err
+		}
+	}
+	t := tls.Server(s.conn, cfg)
 	hctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := t.HandshakeContext(hctx); err != nil {
@@ -155,6 +170,21 @@ func (s *Session) handshakeTLS() error {
 }
 
 var errTLSFailed = errors.New("c2s: TLS handshake failed")
+
+// leafOf returns the parsed leaf of c, or nil if it cannot be parsed.
+func leafOf(c *tls.Certificate) *x509.Certificate {
+	if c.Leaf != nil {
+		return c.Leaf
+	}
+	if len(c.Certificate) == 0 {
+		return nil
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return leaf
+}
 
 // openStream reads the client's stream header and answers with ours.
 func (s *Session) openStream() error {
@@ -227,7 +257,7 @@ func (s *Session) saslServer() *auth.Server {
 		cs := s.tls.ConnectionState()
 		state = &cs
 	}
-	return s.srv.saslServer(state)
+	return s.srv.saslServer(state, s.servedLeaf)
 }
 
 func saslFailure(cond, text string) *xmpp.Element {
@@ -254,18 +284,20 @@ func (s *Session) authenticate(ctx context.Context, el *xmpp.Element) (bool, err
 	for {
 		msg, err := decodeSASL(data)
 		if err != nil {
+			s.srv.cfg.Metrics.Auth(mech, AuthFailure)
 			return false, s.write(saslFailure("incorrect-encoding", "invalid base64"))
 		}
 		resp, done, err := ex.Step(msg)
 		if err != nil {
-			return false, s.authFailed(err)
+			return false, s.authFailed(mech, err)
 		}
 		if done {
 			user := ex.Username()
 			full, jerr := jid.New(user, s.srv.cfg.Domain, "")
 			if jerr != nil {
-				return false, s.authFailed(auth.ErrNotAuthorized)
+				return false, s.authFailed(mech, auth.ErrNotAuthorized)
 			}
+			s.srv.cfg.Metrics.Auth(mech, AuthSuccess)
 			s.jid = full
 			s.srv.failures.succeed(remoteIP(s.raw.RemoteAddr()))
 			success := xmpp.NewElement(xmpp.NSSASL, "success")
@@ -289,6 +321,7 @@ func (s *Session) authenticate(ctx context.Context, el *xmpp.Element) (bool, err
 		case next.Is(xmpp.NSSASL, "response"):
 			data = next.Text()
 		case next.Is(xmpp.NSSASL, "abort"):
+			s.srv.cfg.Metrics.Auth(mech, AuthFailure)
 			return false, s.write(saslFailure("aborted", ""))
 		default:
 			return false, xmpp.NewStreamError(xmpp.StreamPolicyViolation, "expected a SASL response, got <%s/>", next.Local)
@@ -296,8 +329,9 @@ func (s *Session) authenticate(ctx context.Context, el *xmpp.Element) (bool, err
 	}
 }
 
-// authFailed sends the <failure/> for err after the per-address delay.
-func (s *Session) authFailed(err error) error {
+// authFailed counts a failed attempt with mech and sends the <failure/>
+// for err after the per-address delay.
+func (s *Session) authFailed(mech string, err error) error {
 	cond := "not-authorized"
 	text := "wrong username or password"
 	guess := true // a failure that may be a password guess is slowed down
@@ -316,6 +350,11 @@ func (s *Session) authFailed(err error) error {
 		s.log.Error("authentication could not be checked", "err", err)
 		cond, text, guess = "temporary-auth-failure", "the server could not check your credentials; try again later", false
 	}
+	outcome := AuthFailure
+	if cond == "temporary-auth-failure" {
+		outcome = AuthError
+	}
+	s.srv.cfg.Metrics.Auth(mech, outcome)
 	var delay time.Duration
 	if guess {
 		delay = s.srv.failures.fail(remoteIP(s.raw.RemoteAddr()), time.Now())
@@ -419,10 +458,15 @@ func (s *Session) negotiateBind(ctx context.Context) error {
 		s.jid = full
 		s.mu.Lock()
 		s.state = stateActive
+		s.boundAt = time.Now()
 		s.mu.Unlock()
 		if old := s.srv.cfg.Router.Bind(s); old != nil {
 			s.log.Info("resource conflict: replacing the older session", "jid", full.String())
-			old.Close(xmpp.NewStreamError(xmpp.StreamConflict, "replaced by a new connection for the same resource"))
+			if os, ok := old.(*Session); ok {
+				os.replaced()
+			} else {
+				old.Close(xmpp.NewStreamError(xmpp.StreamConflict, "replaced by a new connection for the same resource"))
+			}
 		}
 		reply := xmpp.NewElement(xmpp.NSClient, "iq", "type", "result", "id", el.Attr("id"))
 		reply.AddChild(xmpp.NSBind, "bind").AddChild(xmpp.NSBind, "jid").AppendText(full.String())

@@ -82,6 +82,9 @@ type Session struct {
 	// after the older ones and order is kept.
 	leaving   atomic.Bool
 	rerouteMu sync.Mutex
+	// replacedOnBind is set when a new connection bound the same full JID:
+	// the old session is torn down before the new one can send presence.
+	replacedOnBind bool
 
 	mu              sync.Mutex
 	state           sessionState
@@ -244,6 +247,19 @@ func (s *Session) stalled() {
 	s.mu.Unlock()
 	s.Close(xmpp.NewStreamError(xmpp.StreamPolicyViolation, "too many stanzas queued for this client"))
 	s.raw.SetWriteDeadline(time.Now())
+	s.teardown(context.Background())
+}
+
+// replaced ends a session whose full JID a new connection has just bound:
+// the old connection gets a conflict stream error, and the session is torn
+// down now (its contacts see it go unavailable, its queue is rerouted)
+// before the new session can announce itself.
+func (s *Session) replaced() {
+	s.mu.Lock()
+	s.smResumable = false
+	s.replacedOnBind = true
+	s.mu.Unlock()
+	s.Close(xmpp.NewStreamError(xmpp.StreamConflict, "replaced by a new connection for the same resource"))
 	s.teardown(context.Background())
 }
 
@@ -506,6 +522,15 @@ func (s *Session) writeLoop() {
 				return
 			}
 		case <-s.done:
+			// Write what was queued before the close (an IQ result just
+			// before a kick, say), bounded in time, then the stream error.
+			batch = s.q.take(time.Now(), batch[:0])
+			s.raw.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			for _, el := range batch {
+				if _, err := s.writer.Write(el.AppendXML(buf[:0], xmpp.NSClient)); err != nil {
+					break
+				}
+			}
 			s.writer.Flush()
 			s.writeClose(s.closeErr)
 			// Unblock the reader.
@@ -549,7 +574,7 @@ func (s *Session) teardown(ctx context.Context) {
 	removed := s.srv.cfg.Router.Unbind(s)
 	s.rerouteMu.Unlock()
 	if h := s.srv.cfg.Hooks.Ended; h != nil {
-		h(ctx, s, !removed)
+		h(ctx, s, !removed && !s.replacedOnBind)
 	}
 	s.log.Info("client session ended", "rerouted", len(left))
 }

@@ -206,7 +206,7 @@ func (p *Service) SessionEnded(ctx context.Context, s *c2s.Session, replaced boo
 	}
 	s.SetPresence(nil, 0)
 	if replaced {
-		// The new connection for the same full JID announces itself.
+		// Another session holds the full JID now and announces itself.
 		return
 	}
 	el := xmpp.NewElement(xmpp.NSClient, "presence", "type", "unavailable")

@@ -26,6 +26,10 @@ type Config struct {
 	Open              bool
 	MinPasswordLength int
 	ScramIterations   int
+	// BeforeRemove, when set, runs when a user removes their own account,
+	// before anything is deleted: the roster still exists, so contacts can
+	// be told that the user is gone.
+	BeforeRemove func(ctx context.Context, user string)
 }
 
 // Service is the registration feature.
@@ -130,6 +134,9 @@ func (s *Service) handleAccount(ctx context.Context, iq *router.Stanza) error {
 		return nil
 	}
 	if q.Child(xmpp.NSRegister, "remove") != nil {
+		if s.cfg.BeforeRemove != nil {
+			s.cfg.BeforeRemove(ctx, user)
+		}
 		if err := s.accounts.DeleteAccount(ctx, user); err != nil {
 			return fmt.Errorf("delete account %s: %w", user, err)
 		}

@@ -172,8 +172,16 @@ func (s *Service) remove(ctx context.Context, iq *router.Stanza, user string, co
 	removed := item
 	removed.Subscription = "remove"
 	s.push(ctx, user, removed, ver)
+	s.cancel(ctx, user, contact, item)
+	return nil
+}
+
+// cancel ends both directions of the subscription between user and the
+// contact of item, as RFC 6121 §2.5.2 requires when the item is removed:
+// unsubscribe if the user was subscribed (or asking), and unavailable
+// presence then unsubscribed if the contact was subscribed.
+func (s *Service) cancel(ctx context.Context, user string, contact jid.JID, item storage.RosterItem) {
 	userJID, _ := jid.New(user, s.router.Domain(), "")
-	// RFC 6121 §2.5.2: cancel both directions with the contact.
 	if hasTo(item.Subscription) || item.AskOut {
 		s.routePresence(ctx, userJID, contact, "unsubscribe")
 	}
@@ -181,7 +189,25 @@ func (s *Service) remove(ctx context.Context, iq *router.Stanza, user string, co
 		s.presence.SendUnavailable(ctx, user, contact)
 		s.routePresence(ctx, userJID, contact, "unsubscribed")
 	}
-	return nil
+}
+
+// CancelAll cancels every subscription of user, as if each roster item
+// were removed, so that contacts stop seeing the user as available and
+// their rosters reflect it. It is meant for an account about to be
+// deleted; the roster itself is left to the deletion.
+func (s *Service) CancelAll(ctx context.Context, user string) {
+	items, _, err := s.store.Roster(ctx, user)
+	if err != nil {
+		s.log.Error("cannot load roster; contacts not told of the account removal", "user", user, "err", err)
+		return
+	}
+	for _, it := range items {
+		contact, err := jid.Parse(it.Contact)
+		if err != nil {
+			continue
+		}
+		s.cancel(ctx, user, contact, it)
+	}
 }
 
 // put stores an item and pushes it.
@@ -273,9 +299,10 @@ func (s *Service) hasRequest(ctx context.Context, user, contact string) bool {
 	return false
 }
 
-// Inbound handles a subscription stanza sent to a local user. It reports
-// whether the stanza should be delivered to the user's resources (the
-// caller delivers it).
+// Inbound handles a subscription stanza sent to a local user: it updates
+// the user's roster, answers on the user's behalf where RFC 6121 §3 says
+// so, and delivers the stanza to the user's available resources when the
+// user has to see it.
 func (s *Service) Inbound(ctx context.Context, st *router.Stanza) {
 	user := st.To.Localpart()
 	contact := st.From.Bare()

@@ -122,11 +122,19 @@ func (r *Router) toBare(ctx context.Context, s *Stanza) {
 	}
 }
 
+// inboundPresence hands subscription stanzas and probes for a local user
+// to the InboundPresence hook and reports whether the stanza was one of
+// them (and so consumed).
 func (r *Router) inboundPresence(ctx context.Context, s *Stanza) bool {
 	switch s.Type() {
 	case "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe":
 	default:
 		return false
+	}
+	if !r.accountExists(ctx, s.To.Localpart()) {
+		// RFC 6121 §8.5.1: for an account that does not exist, these are
+		// silently ignored.
+		return true
 	}
 	r.mu.RLock()
 	h := r.hooks.InboundPresence

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 
@@ -198,5 +199,37 @@ func TestBindReplacesAndUnbindOnlyCurrent(t *testing.T) {
 	}
 	if !e.r.Unbind(nw) || e.r.Count() != 0 {
 		t.Fatal("unbind failed")
+	}
+}
+
+func TestSubscriptionPresenceToUnknownUserIgnored(t *testing.T) {
+	e := newEnv(t)
+	var got []string
+	e.r.SetHooks(Hooks{
+		AccountExists: func(ctx context.Context, user string) bool { return e.users[user] },
+		InboundPresence: func(ctx context.Context, s *Stanza) bool {
+			got = append(got, s.To.String()+" "+s.Type())
+			return true
+		},
+	})
+	alice := e.session("alice@example.com/a", true, 0)
+	for _, to := range []string{"nobody@example.com", "nobody@example.com/r", "bob@example.com"} {
+		for _, typ := range []string{"subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe"} {
+			p := xmpp.NewElement(xmpp.NSClient, "presence", "from", "alice@example.com", "to", to, "type", typ)
+			e.r.Route(context.Background(), &Stanza{El: p, From: jid.MustParse("alice@example.com"), To: jid.MustParse(to)})
+		}
+	}
+	// RFC 6121 §8.5.1: nothing reaches the presence feature for the
+	// missing account, and nothing comes back; bob's are handled.
+	if len(got) != 5 {
+		t.Fatalf("hook saw %v, want bob's five stanzas only", got)
+	}
+	for _, g := range got {
+		if !strings.HasPrefix(g, "bob@example.com ") {
+			t.Fatalf("hook saw %v", got)
+		}
+	}
+	if alice.count() != 0 {
+		t.Fatalf("alice got %v", alice.last())
 	}
 }

@@ -176,6 +176,14 @@ func (c *imClient) expectNone(desc string, match func(*xmpp.Element) bool) {
 	}
 }
 
+// drain discards every stanza received so far, after a sync round trip.
+// Tests call it after their setup so that later checks see only what
+// happens next.
+func (c *imClient) drain() {
+	c.t.Helper()
+	c.sync()
+}
+
 // quiet fails if any stanza at all is waiting for the client.
 func (c *imClient) quiet() {
 	c.t.Helper()
@@ -268,6 +276,20 @@ func (c *imClient) expectPush(contact string) *xmpp.Element {
 	return push.Child(xmpp.NSRoster, "query").Child(xmpp.NSRoster, "item")
 }
 
+// expectPushState waits for a roster push that shows contact with the
+// subscription and ask state, skipping pushes of intermediate states.
+func (c *imClient) expectPushState(contact, sub, ask string) *xmpp.Element {
+	c.t.Helper()
+	push := c.expect("roster push for "+contact+" with subscription "+sub+" ask "+ask, func(el *xmpp.Element) bool {
+		if !isPush(contact)(el) {
+			return false
+		}
+		it := el.Child(xmpp.NSRoster, "query").Child(xmpp.NSRoster, "item")
+		return it.Attr("subscription") == sub && it.Attr("ask") == ask
+	})
+	return push.Child(xmpp.NSRoster, "query").Child(xmpp.NSRoster, "item")
+}
+
 // closeStream ends the stream properly and waits for the server's end.
 func (c *imClient) closeStream() {
 	c.t.Helper()
@@ -337,6 +359,13 @@ func isPresenceFromUser(bare, typ string) func(*xmpp.Element) bool {
 	return func(el *xmpp.Element) bool {
 		f := el.Attr("from")
 		return el.Is(xmpp.NSClient, "presence") && el.Attr("type") == typ && (f == bare || strings.HasPrefix(f, bare+"/"))
+	}
+}
+
+// isAnyPresenceFrom matches every presence stanza from exactly that JID.
+func isAnyPresenceFrom(from string) func(*xmpp.Element) bool {
+	return func(el *xmpp.Element) bool {
+		return el.Is(xmpp.NSClient, "presence") && el.Attr("from") == from
 	}
 }
 

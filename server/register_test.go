@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
+	"time"
 
 	"wren.im/wren/config"
 	"wren.im/wren/storage"
@@ -12,6 +14,37 @@ import (
 )
 
 // In-band registration (XEP-0077).
+
+// removalResultGuaranteed says whether the result of an account removal
+// always reaches the client before the stream error. It does not yet: the
+// c2s writer may take the close before stanzas queued just before it, so
+// TestAccountRemoval only logs a missing result. Set it to true once c2s
+// writes its queue before closing.
+const removalResultGuaranteed = true
+
+// untilStreamError reads until a stream error with condition cond and the
+// end of the stream, and returns the stanzas received before the error.
+func (c *imClient) untilStreamError(cond string) []*xmpp.Element {
+	c.t.Helper()
+	got := c.pending
+	c.pending = nil
+	for {
+		el := c.read("stream error " + cond)
+		if !el.Is(xmpp.NSStream, "error") {
+			got = append(got, el)
+			continue
+		}
+		if el.Child(xmpp.NSStreams, cond) == nil {
+			c.t.Fatalf("stream error %s, want %s", el, cond)
+		}
+		break
+	}
+	c.conn.SetReadDeadline(time.Now().Add(waitTimeout))
+	if _, err := c.r.Next(); !errors.Is(err, xmpp.ErrStreamClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		c.t.Fatalf("after the stream error: %v, want the end of the stream", err)
+	}
+	return got
+}
 
 // preAuthIQ sends an IQ on a stream that is not authenticated yet and
 // returns the reply.
@@ -186,11 +219,7 @@ func TestAccountRemoval(t *testing.T) {
 	a1.send(`<iq type='set' id='unreg'><query xmlns='jabber:iq:register'><remove/></query></iq>`)
 	// XEP-0077 §3.2: the result, then the stream is closed.
 	var answered bool
-	for !answered {
-		el := a1.read("the result of the removal")
-		if el.Is(xmpp.NSStream, "error") {
-			t.Fatalf("stream closed before the result of the removal: %s", el)
-		}
+	for _, el := range a1.untilStreamError(xmpp.StreamNotAuthorized) {
 		if el.Is(xmpp.NSClient, "iq") && el.Attr("id") == "unreg" {
 			if el.Attr("type") != "result" {
 				t.Fatalf("removal: %s", el)
@@ -198,13 +227,23 @@ func TestAccountRemoval(t *testing.T) {
 			answered = true
 		}
 	}
-	a1.expectStreamError(xmpp.StreamNotAuthorized)
-	a2.expectStreamError(xmpp.StreamNotAuthorized)
+	if !answered {
+		if removalResultGuaranteed {
+			t.Error("the stream was closed without the result of the removal")
+		} else {
+			t.Log("the result of the removal was lost before the stream error (known c2s issue: stanzas queued just before Close are not written)")
+		}
+	}
+	a2.untilStreamError(xmpp.StreamNotAuthorized)
 
-	// bob sees both resources go.
+	// bob sees both resources go, and his subscriptions with alice end.
 	bob.expect("a1's unavailable presence", isPresence(a1.jid, "unavailable"))
 	bob.expect("a2's unavailable presence", isPresence(a2.jid, "unavailable"))
+	bob.expect("unsubscribe from alice", isPresence("alice@localhost", "unsubscribe"))
+	bob.expect("unsubscribed from alice", isPresence("alice@localhost", "unsubscribed"))
+	bob.expectPushState("alice@localhost", "none", "")
 
+	ts.waitUnbound(t, "alice")
 	ctx := context.Background()
 	if _, err := ts.store.Account(ctx, "alice"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("account after removal: %v", err)

@@ -72,8 +72,8 @@ func TestSubscriptionHandshake(t *testing.T) {
 	checkItem(t, bob.expectPush("alice@localhost"), "from", "subscribe")
 	alice.expect("subscribe from bob", isPresence("bob@localhost", "subscribe"))
 	alice.send(`<presence to='bob@localhost' type='subscribed'/>`)
-	checkItem(t, alice.expectPush("bob@localhost"), "both", "")
-	checkItem(t, bob.expectPush("alice@localhost"), "both", "")
+	alice.expectPushState("bob@localhost", "both", "")
+	bob.expectPushState("alice@localhost", "both", "")
 	bob.expect("subscribed from alice", isPresence("alice@localhost", "subscribed"))
 	bob.expect("alice's presence", isPresence(alice.jid, ""))
 
@@ -152,12 +152,8 @@ func TestSubscriptionPreApproval(t *testing.T) {
 	bob.send(`<presence to='alice@localhost' type='subscribe'/>`)
 	bob.expect("automatic subscribed from alice", isPresence("alice@localhost", "subscribed"))
 	bob.expect("alice's presence", isPresence(alice.jid, ""))
-	var last *xmpp.Element
-	for last == nil || last.Attr("subscription") != "to" {
-		last = bob.expectPush("alice@localhost")
-	}
-	it = alice.expectPush("bob@localhost")
-	checkItem(t, it, "from", "")
+	bob.expectPushState("alice@localhost", "to", "")
+	it = alice.expectPushState("bob@localhost", "from", "")
 	if it.Attr("approved") != "" {
 		t.Errorf("approved flag kept after use: %s", it)
 	}
@@ -263,4 +259,27 @@ func TestSubscriptionToUnknownUserIsIgnored(t *testing.T) {
 	}
 	alice.send(`<presence to='nobody@localhost/x' type='subscribe'/>`)
 	alice.expectNone("an answer on behalf of a missing account", isAnyPresenceFromUser("nobody@localhost"))
+}
+
+func TestSubscriptionRequestWithdrawn(t *testing.T) {
+	t.Parallel()
+	ts := startTestServer(t, nil)
+	ts.users(t, "alice", "bob")
+	alice := ts.online(t, "alice", "a")
+	alice.send(`<presence to='bob@localhost' type='subscribe'/>`)
+	checkItem(t, alice.expectPush("bob@localhost"), "none", "subscribe")
+	// alice changes her mind before bob comes online (RFC 6121 §3.3).
+	alice.send(`<presence to='bob@localhost' type='unsubscribe'/>`)
+	checkItem(t, alice.expectPush("bob@localhost"), "none", "")
+	alice.sync()
+	if got := ts.pendingRequests(t, "bob"); len(got) != 0 {
+		t.Fatalf("withdrawn request still stored: %v", got)
+	}
+	bob := ts.online(t, "bob", "b")
+	bob.expectNone("a withdrawn request", isPresenceFromUser("alice@localhost", "subscribe"))
+	// A late approval does not give alice a subscription she withdrew.
+	bob.send(`<presence to='alice@localhost' type='subscribed'/>`)
+	bob.sync()
+	alice.expectNone("an approval of a withdrawn request", isPresenceFromUser("bob@localhost", "subscribed"))
+	ts.checkStored(t, "alice", "bob@localhost", storage.SubNone, false)
 }
