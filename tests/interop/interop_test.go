@@ -214,3 +214,17 @@ func TestMelliumPingAndOfflineDelivery(t *testing.T) {
 		t.Fatal("carol did not get the offline message")
 	}
 }
+
+func TestAioxmppChatWithStreamManagement(t *testing.T) {
+	requirePython(t, "aioxmpp")
+	s := startServer(t)
+	s.addUser("alice")
+	s.addUser("bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "/usr/bin/python3", "aioxmpp_scenarios.py", "chat", "--port", s.Port, "--domain", s.Domain).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "PASS chat") {
+		t.Fatalf("aioxmpp scenario failed: %v\n%s", err, out)
+	}
+	t.Logf("aioxmpp chat:\n%s", out)
+}
