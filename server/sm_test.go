@@ -300,6 +300,29 @@ func TestSMShutdownMovesUnackedToOffline(t *testing.T) {
 	}
 }
 
+// streamNumbered logs alice in and sends n chat messages with bodies 0..n-1
+// to `to` from a goroutine, in small bursts; wait on the result for the end.
+func streamNumbered(t *testing.T, ts *testServer, to string, n int) *sync.WaitGroup {
+	t.Helper()
+	alice := dialRaw(t, ts.addr())
+	alice.conn.SetDeadline(time.Now().Add(2 * time.Minute))
+	alice.login("localhost", "alice", smPass, "desk")
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(alice.w, `<message to='%s' type='chat'><body>%d</body></message>`, to, i)
+			if i%20 == 0 {
+				alice.w.Flush()
+				time.Sleep(time.Millisecond)
+			}
+		}
+		alice.w.Flush()
+	}()
+	return &wg
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -321,23 +344,7 @@ func TestSMExactlyOnceUnderConnectionCuts(t *testing.T) {
 	ts.addUser(t, "alice", smPass)
 	ts.addUser(t, "bob", smPass)
 	bob := smLogin(t, ts, "bob", "phone")
-	alice := dialRaw(t, ts.addr())
-	alice.conn.SetDeadline(time.Now().Add(2 * time.Minute))
-	alice.login("localhost", "alice", smPass, "desk")
-
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; i < total; i++ {
-			alice.w.WriteString(fmt.Sprintf(`<message to='bob@localhost/phone' type='chat'><body>%d</body></message>`, i))
-			if i%50 == 0 {
-				alice.w.Flush()
-				time.Sleep(time.Millisecond)
-			}
-		}
-		alice.w.Flush()
-	}()
+	wg := streamNumbered(t, ts, "bob@localhost/phone", total)
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	cutAt := map[int]bool{}
@@ -399,22 +406,7 @@ func TestSMExpiryDeliversTheRestFromOffline(t *testing.T) {
 	ts.addUser(t, "alice", smPass)
 	ts.addUser(t, "bob", smPass)
 	bob := smLogin(t, ts, "bob", "phone")
-	alice := dialRaw(t, ts.addr())
-	alice.conn.SetDeadline(time.Now().Add(2 * time.Minute))
-	alice.login("localhost", "alice", smPass, "desk")
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; i < total; i++ {
-			alice.w.WriteString(fmt.Sprintf(`<message to='bob@localhost/phone' type='chat'><body>%d</body></message>`, i))
-			if i%20 == 0 {
-				alice.w.Flush()
-				time.Sleep(time.Millisecond)
-			}
-		}
-		alice.w.Flush()
-	}()
+	wg := streamNumbered(t, ts, "bob@localhost/phone", total)
 	next := 0
 	for next < 300 {
 		m := bob.stanza()
