@@ -318,7 +318,16 @@ func streamNumbered(t *testing.T, ts *testServer, to string, n int) *sync.WaitGr
 				time.Sleep(time.Millisecond)
 			}
 		}
+		// A ping round trip: alice's stanzas are routed in order, so once
+		// its result is back every message has been routed.
+		fmt.Fprintf(alice.w, `<iq type='get' id='done' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`)
 		alice.w.Flush()
+		for {
+			el, err := alice.r.Next()
+			if err != nil || el.Attr("id") == "done" {
+				return
+			}
+		}
 	}()
 	return &wg
 }

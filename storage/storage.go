@@ -154,6 +154,114 @@ type PrivateXML interface {
 	SetPrivateXML(ctx context.Context, user, namespace string, xml []byte) error
 }
 
+// Archiving modes of a user's archive preferences (XEP-0441): which
+// messages with a contact that is in neither the always nor the never list
+// are archived.
+const (
+	ArchiveAlways = "always" // every message
+	ArchiveNever  = "never"  // none
+	ArchiveRoster = "roster" // messages with contacts in the user's roster
+)
+
+// ArchivedMessage is one message of a user's message archive (XEP-0313).
+type ArchivedMessage struct {
+	// ID is the archive id, also sent to clients as the XEP-0359
+	// stanza-id: unique within the user's archive and never reused.
+	ID string
+	// Time is when the server archived the message. Within one archive it
+	// increases in archive order.
+	Time time.Time
+	// With is the contact's bare JID (the user's own for messages to
+	// themselves) and WithResource the contact's resource, or "".
+	With         string
+	WithResource string
+	// Outgoing is true for a message the user sent, false for one received.
+	Outgoing bool
+	// Stanza is the serialised <message/>.
+	Stanza []byte
+}
+
+// ArchiveQuery selects messages of one user's archive. Zero fields do not
+// filter. Results are always in archive (chronological) order.
+type ArchiveQuery struct {
+	// With keeps only messages with that bare JID; WithResource (only with
+	// With) narrows it to one resource of the contact.
+	With         string
+	WithResource string
+	// Start and End keep messages archived at or after Start and at or
+	// before End.
+	Start, End time.Time
+	// After keeps messages that come after every listed archive id; Before
+	// those that come before every listed id. Each id must exist in the
+	// archive, else the query fails with ErrNotFound.
+	After, Before []string
+	// IDs keeps only the messages with these archive ids. Each must exist
+	// in the archive, else the query fails with ErrNotFound.
+	IDs []string
+	// Max is the largest number of messages returned (the page size); it
+	// must be greater than 0.
+	Max int
+	// Last returns the last Max matching messages rather than the first
+	// (a backwards page, XEP-0059 <before/>).
+	Last bool
+}
+
+// ArchivePage is one page of an archive query.
+type ArchivePage struct {
+	// Messages are in archive order, oldest first (also for Last queries).
+	Messages []ArchivedMessage
+	// Complete reports that no further message matches in the direction
+	// of the query: after the page, or before it for a Last query.
+	Complete bool
+}
+
+// ArchivePrefs are a user's archiving preferences (XEP-0441).
+type ArchivePrefs struct {
+	// Default is ArchiveAlways, ArchiveNever or ArchiveRoster.
+	Default string
+	// Always and Never list JIDs (bare or full) whose messages are always
+	// or never archived, whatever the default.
+	Always, Never []string
+}
+
+// Archive stores users' message archives (XEP-0313) and archiving
+// preferences. Every message kept for a user is removed with the account.
+type Archive interface {
+	// AppendArchive adds a message at the end of the user's archive and
+	// returns the time it was stored under: m.Time (the current time when
+	// zero), moved forward if needed so that time increases along the
+	// archive (no two messages of a user share a time). ErrExists if the id is already used in that archive,
+	// ErrNotFound if the user has no account. The message is durable when
+	// AppendArchive returns nil.
+	AppendArchive(ctx context.Context, user string, m ArchivedMessage) (time.Time, error)
+	// ArchivedMessage returns one message by archive id; ErrNotFound if
+	// there is none.
+	ArchivedMessage(ctx context.Context, user, id string) (ArchivedMessage, error)
+	// QueryArchive returns one page of the messages that match q, using
+	// keyset pagination so that any page costs about the same whatever the
+	// size of the archive.
+	QueryArchive(ctx context.Context, user string, q ArchiveQuery) (ArchivePage, error)
+	// CountArchive returns the number of messages that match q (ignoring
+	// Max and Last). It reads every matching entry of an index: use it
+	// only when a client asks for a count.
+	CountArchive(ctx context.Context, user string, q ArchiveQuery) (int, error)
+	// ArchiveBounds returns the first and the last message of the user's
+	// archive (without their stanzas); ErrNotFound if it is empty.
+	ArchiveBounds(ctx context.Context, user string) (first, last ArchivedMessage, err error)
+	// TrimArchive removes up to limit of the oldest messages of the user's
+	// archive that were stored before olderThan (zero: no age limit) or
+	// that are not among the newest keep (0: no count limit), and returns
+	// how many it removed. Callers repeat it until it removes fewer than
+	// limit, so that no single write holds the database for long.
+	TrimArchive(ctx context.Context, user string, olderThan time.Time, keep, limit int) (int, error)
+	// ArchivePrefs returns the user's preferences; ErrNotFound if the user
+	// never set any.
+	ArchivePrefs(ctx context.Context, user string) (ArchivePrefs, error)
+	// SetArchivePrefs stores or replaces the user's preferences;
+	// ErrNotFound if the user has no account.
+	SetArchivePrefs(ctx context.Context, user string, p ArchivePrefs) error
+}
+
 // Store is everything the server keeps on disk.
 type Store interface {
 	Accounts
@@ -162,6 +270,7 @@ type Store interface {
 	Offline
 	VCards
 	PrivateXML
+	Archive
 	// Close flushes pending writes and releases the database.
 	Close() error
 }

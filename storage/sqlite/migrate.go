@@ -28,6 +28,7 @@ func execSQL(script string) func(context.Context, *sql.Tx) error {
 func schemaMigrations() []migration {
 	return []migration{
 		{name: "initial schema", up: execSQL(schemaV1)},
+		{name: "message archive", up: execSQL(schemaArchive)},
 	}
 }
 

@@ -1,13 +1,17 @@
 package interop
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/xml"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -174,7 +178,16 @@ func TestGoSendxmpp(t *testing.T) {
 	}
 	send("hello over starttls", false)
 	send("hello over direct tls", true)
+	// Debian's go-sendxmpp is built on a go-xmpp without SCRAM: it can only
+	// use PLAIN, which Wren offers inside TLS and checks against the stored
+	// SCRAM keys. Both logins must have happened that way.
+	logins := aliceLoginRE.FindAllStringSubmatch(s.logs.String(), -1)
+	if len(logins) != 2 || logins[0][1] != "PLAIN" || logins[1][1] != "PLAIN" {
+		t.Fatalf("go-sendxmpp logins seen in the server log: %v, want 2 with PLAIN over TLS", logins)
+	}
 }
+
+var aliceLoginRE = regexp.MustCompile(`msg="client authenticated".*user=alice@localhost mechanism=(\S+)`)
 
 func TestMelliumPingAndOfflineDelivery(t *testing.T) {
 	s := startServer(t)
@@ -227,4 +240,58 @@ func TestAioxmppChatWithStreamManagement(t *testing.T) {
 		t.Fatalf("aioxmpp scenario failed: %v\n%s", err, out)
 	}
 	t.Logf("aioxmpp chat:\n%s", out)
+}
+
+// TestNoPlaintextPasswordOnDisk creates accounts, logs in and changes a
+// password in-band, then scans every file the server wrote for the
+// passwords: only SCRAM salts and keys may be stored.
+func TestNoPlaintextPasswordOnDisk(t *testing.T) {
+	s := startServer(t)
+	s.addUser("alice")
+	alice := melliumClient(t, s, "alice", "disk")
+	go alice.Serve(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const newPassword = "a-brand-new-secret-9731"
+	q := xmlstream.Wrap(xmlstream.MultiReader(
+		xmlstream.Wrap(xmlstream.Token(xml.CharData("alice")), xml.StartElement{Name: xml.Name{Local: "username"}}),
+		xmlstream.Wrap(xmlstream.Token(xml.CharData(newPassword)), xml.StartElement{Name: xml.Name{Local: "password"}}),
+	), xml.StartElement{Name: xml.Name{Space: "jabber:iq:register", Local: "query"}})
+	resp, err := alice.SendIQElement(ctx, q, stanza.IQ{Type: stanza.SetIQ, To: jid.MustParse(s.Domain)})
+	if err != nil {
+		t.Fatalf("password change: %v", err)
+	}
+	tok, err := resp.Token()
+	if start, ok := tok.(xml.StartElement); err != nil || !ok || !hasAttr(start, "type", "result") {
+		t.Fatalf("password change answered %v (%v), want a result", tok, err)
+	}
+	resp.Close()
+	s.Stop()
+	err = filepath.WalkDir(s.Dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, pw := range []string{"secret-alice", newPassword} {
+			if bytes.Contains(b, []byte(pw)) {
+				t.Errorf("%s contains the plaintext password %q", path, pw)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hasAttr(start xml.StartElement, name, value string) bool {
+	for _, a := range start.Attr {
+		if a.Name.Local == name {
+			return a.Value == value
+		}
+	}
+	return false
 }
