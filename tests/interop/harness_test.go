@@ -107,8 +107,15 @@ var listenRE = regexp.MustCompile(`service="c2s (STARTTLS|direct TLS)" addr=(\S+
 // startServer runs `wren serve` with extra flags on free loopback ports.
 func startServer(t *testing.T, extra ...string) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: wrenBinary(t), Dir: t.TempDir(), Domain: "localhost", logs: &lockedBuffer{}, done: make(chan struct{})}
-	args := append([]string{"serve", "--data", s.Dir, "--domain", s.Domain, "--c2s", "127.0.0.1:0", "--c2s-tls", "127.0.0.1:0", "--log-level", "debug"}, extra...)
+	return startServerIn(t, t.TempDir(), extra...)
+}
+
+// startServerIn runs `wren serve` on an existing data directory (to
+// restart a server on the same data).
+func startServerIn(t *testing.T, dir string, extra ...string) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: wrenBinary(t), Dir: dir, Domain: "localhost", logs: &lockedBuffer{}, done: make(chan struct{})}
+	args := append([]string{"serve", "--data", s.Dir, "--domain", s.Domain, "--c2s", "127.0.0.1:0", "--c2s-tls", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--log-level", "debug"}, extra...)
 	s.cmd = exec.Command(s.bin, args...)
 	pr, pw := io.Pipe()
 	s.cmd.Stdout = s.logs
