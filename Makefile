@@ -19,8 +19,8 @@ run: build
 # Everything: static checks, unit tests with the race detector, and the
 # interop tests that drive the real server with real client software.
 test: vet
-	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) fuzz FUZZTIME=10s
+	$(GO) test -race -count=1 -timeout 15m ./...
 
 test-unit:
 	$(GO) test -race -count=1 -short ./...
