@@ -2,6 +2,7 @@ package c2s
 
 import (
 	"context"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -19,6 +20,7 @@ func (s *Session) handle(ctx context.Context, el *xmpp.Element) error {
 	default:
 		return xmpp.NewStreamError(xmpp.StreamUnsupportedStanza, "<%s/> is not a stanza", el.Local)
 	}
+	s.srv.cfg.Metrics.StanzaIn(el.Local)
 	if s.smEnabled {
 		// Counted when taken in: a stanza is handled once the server has
 		// accepted responsibility for it (XEP-0198 §4).
@@ -79,7 +81,9 @@ func (s *Session) handle(ctx context.Context, el *xmpp.Element) error {
 			}
 		}
 	}
+	start := time.Now()
 	s.srv.cfg.Router.Route(ctx, st)
+	s.srv.cfg.Metrics.Routed(time.Since(start))
 	return nil
 }
 

@@ -49,9 +49,15 @@ type Hooks struct {
 type Config struct {
 	Domain string
 	// TLS is the server's TLS configuration (certificate, TLS 1.2 minimum).
+	// With GetCertificate set, the certificate can change while the server
+	// runs (a reload); each connection keeps the one it was served.
 	TLS *tls.Config
-	// Cert is the leaf certificate, for tls-server-end-point channel binding.
-	Cert *x509.Certificate
+	// Cert returns the leaf certificate currently served, for
+	// tls-server-end-point channel binding on connections whose handshake
+	// did not choose a certificate through TLS.GetCertificate (a static
+	// certificate, or a resumed TLS session). Nil disables that binding
+	// type unless GetCertificate provides the leaf.
+	Cert func() *x509.Certificate
 	// AllowPlaintextLoopback allows authentication without TLS from loopback.
 	AllowPlaintextLoopback bool
 	// AllowPlain offers SASL PLAIN over TLS.
@@ -97,6 +103,9 @@ type Config struct {
 	Router   *router.Router
 	Hooks    Hooks
 	Logger   *slog.Logger
+	// Metrics receives counts of connections, authentications, stanzas
+	// and stream management events. Nil counts nothing.
+	Metrics Metrics
 }
 
 // Server accepts client connections on any number of listeners.
@@ -150,6 +159,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NopMetrics{}
+	}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		return nil, fmt.Errorf("c2s: random secret: %w", err)
@@ -190,6 +202,7 @@ func (srv *Server) Serve(ctx context.Context, ln net.Listener, directTLS bool) e
 			continue
 		}
 		delay = 0
+		srv.cfg.Metrics.ConnectionAccepted(directTLS)
 		s := newSession(srv, conn, directTLS)
 		ip := remoteIP(conn.RemoteAddr())
 		srv.mu.Lock()
@@ -247,12 +260,17 @@ func (srv *Server) Connections() int {
 	return len(srv.sessions)
 }
 
-func (srv *Server) saslServer(state *tls.ConnectionState) *auth.Server {
+// saslServer returns the SASL server for a connection; leaf is the
+// certificate that connection was served, or nil when unknown.
+func (srv *Server) saslServer(state *tls.ConnectionState, leaf *x509.Certificate) *auth.Server {
+	if leaf == nil && state != nil && srv.cfg.Cert != nil {
+		leaf = srv.cfg.Cert()
+	}
 	return &auth.Server{
 		Domain:     srv.cfg.Domain,
 		Lookup:     srv.cfg.Accounts.Account,
 		TLS:        state,
-		ServerCert: srv.cfg.Cert,
+		ServerCert: leaf,
 		AllowPlain: srv.cfg.AllowPlain,
 
 		NoChannelBinding:      srv.cfg.NoChannelBinding,

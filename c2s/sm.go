@@ -63,6 +63,7 @@ func (s *Session) enable(el *xmpp.Element) {
 		enabled.SetAttr("max", strconv.Itoa(int(timeout/time.Second)))
 	}
 	s.q.enableSM(enabled)
+	s.srv.cfg.Metrics.SMEnabled()
 	s.log.Debug("stream management enabled", "resumable", s.smID != "", "timeout", s.smTimeout)
 }
 
@@ -78,12 +79,14 @@ func (s *Session) resume(el *xmpp.Element) (bool, error) {
 	old, staleH := s.srv.lookupResumable(previd, s.jid.Bare().String())
 	if old == nil {
 		s.log.Info("stream resumption failed: unknown or expired session", "previd", previd)
+		s.srv.cfg.Metrics.SMResumeFailed()
 		return false, s.write(smFailed(xmpp.CondItemNotFound, "the session is unknown or has expired", staleH))
 	}
 	old.mu.Lock()
 	st := old.state
 	if st != stateActive && st != stateHibernated {
 		old.mu.Unlock()
+		s.srv.cfg.Metrics.SMResumeFailed()
 		return false, s.write(smFailed(xmpp.CondItemNotFound, "the session has ended", -1))
 	}
 	old.state = stateResumed
@@ -110,9 +113,11 @@ func (s *Session) resume(el *xmpp.Element) (bool, error) {
 	s.available, s.priority, s.presence = old.available, old.priority, old.presence
 	s.directed = old.directed
 	s.rosterRequested = old.rosterRequested
+	boundAt := old.boundAt
 	old.mu.Unlock()
 	s.mu.Lock()
 	s.state = stateActive
+	s.boundAt = boundAt
 	s.smResumable = true
 	s.mu.Unlock()
 	s.log = s.srv.log.With("remote", s.raw.RemoteAddr().String(), "jid", s.jid.String())
@@ -129,6 +134,7 @@ func (s *Session) resume(el *xmpp.Element) (bool, error) {
 	s.srv.cfg.Router.Bind(s)
 	s.srv.registerResumable(s)
 	resumed := xmpp.NewElement(xmpp.NSSM, "resumed", "previd", previd, "h", strconv.FormatUint(uint64(s.handledIn), 10))
+	s.srv.cfg.Metrics.SMResumed()
 	s.log.Info("client session resumed", "client_h", h, "resent", s.q.depth())
 	return true, s.write(resumed)
 }

@@ -22,8 +22,12 @@ type Config struct {
 	Auth         Auth         `toml:"auth"`
 	Registration Registration `toml:"registration"`
 	Offline      Offline      `toml:"offline"`
+	// Archive configures the message archive (XEP-0313) and stanza ids.
+	Archive Archive `toml:"archive"`
 	// StreamManagement configures XEP-0198 acks and session resumption.
 	StreamManagement StreamManagement `toml:"stream_management"`
+	// Metrics configures the Prometheus metrics and health check endpoint.
+	Metrics Metrics `toml:"metrics"`
 }
 
 // StreamManagement configures XEP-0198 on client streams.
@@ -123,6 +127,26 @@ type Offline struct {
 	// MaxPerUser caps the queue of one user; further messages are bounced
 	// with resource-constraint. 0 means no cap.
 	MaxPerUser int `toml:"max_per_user"`
+}
+
+// Archive configures the server-side message archive (XEP-0313, Message
+// Archive Management) that clients use to sync history between devices.
+type Archive struct {
+	// Enabled archives users' one-to-one messages and serves them to
+	// their clients. On by default.
+	Enabled bool `toml:"enabled"`
+	// DefaultMode is what is archived for users who set no preference:
+	// "always" (every message), "roster" (messages with contacts in the
+	// user's roster) or "never".
+	DefaultMode string `toml:"default_mode"`
+	// Retention removes archived messages older than this; 0 keeps them
+	// forever.
+	Retention Duration `toml:"retention"`
+	// MaxPerUser keeps at most this many messages per user, removing the
+	// oldest; 0 means no cap.
+	MaxPerUser int `toml:"max_per_user"`
+	// CleanupInterval is how often Retention and MaxPerUser are applied.
+	CleanupInterval Duration `toml:"cleanup_interval"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s", "5m").

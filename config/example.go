@@ -116,6 +116,25 @@ min_password_length = 8
 # are returned to their senders with an error. 0 means no limit.
 max_per_user = 1000
 
+[archive]
+# Keep each user's one-to-one messages on the server (Message Archive
+# Management, XEP-0313) so that every device of the user, including a new
+# one, can fetch the conversation history. Turning it off keeps nothing new;
+# what is archived stays until retention removes it or the account is
+# deleted.
+enabled = true
+# What is archived for users who have not chosen for themselves (clients
+# can set it per user): "always", "roster" (only messages with contacts in
+# the user's contact list) or "never".
+default_mode = "always"
+# Remove archived messages older than this. "0s" keeps them forever.
+retention = "0s"
+# Keep at most this many messages per user, removing the oldest first.
+# 0 means no limit.
+max_per_user = 0
+# How often the two limits above are applied.
+cleanup_interval = "1h0m0s"
+
 [stream_management]
 # Stream management (XEP-0198) lets a phone that loses its network resume
 # its session without losing or repeating a message. While the connection
@@ -131,4 +150,11 @@ max_resume_timeout = "24h0m0s"
 # How long the server waits for the client to answer an ack request before
 # it treats the connection as dead and hibernates the session.
 ack_timeout = "1m0s"
+
+[metrics]
+# Address (host:port) of the HTTP endpoint with Prometheus metrics at
+# /metrics and a health check at /healthz (200 when the server and its
+# database answer, 503 otherwise). It has no authentication: keep it on
+# loopback or a private network. An empty string disables it.
+listen = "127.0.0.1:9590"
 `

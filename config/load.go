@@ -56,6 +56,14 @@ func Default() *Config {
 		Offline: Offline{
 			MaxPerUser: 1000,
 		},
+		Archive: Archive{
+			Enabled:         true,
+			DefaultMode:     "always",
+			CleanupInterval: Duration{time.Hour},
+		},
+		Metrics: Metrics{
+			Listen: "127.0.0.1:9590",
+		},
 		StreamManagement: StreamManagement{
 			ResumeTimeout:    Duration{300 * time.Second},
 			MaxResumeTimeout: Duration{24 * time.Hour},

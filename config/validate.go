@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"mellium.im/xmpp/jid"
 )
@@ -125,11 +126,35 @@ func (c *Config) Validate() error {
 		add("offline.max_per_user is %d: it must not be negative (0 means no cap)", c.Offline.MaxPerUser)
 	}
 
+	// Message archive.
+	switch c.Archive.DefaultMode {
+	case "always", "roster", "never":
+	default:
+		add("archive.default_mode %q is unknown: use always, roster or never", c.Archive.DefaultMode)
+	}
+	if c.Archive.Retention.Duration < 0 {
+		add("archive.retention is %s: it must not be negative (\"0s\" keeps messages forever)", c.Archive.Retention.Duration)
+	}
+	if c.Archive.MaxPerUser < 0 {
+		add("archive.max_per_user is %d: it must not be negative (0 means no cap)", c.Archive.MaxPerUser)
+	}
+	if c.Archive.CleanupInterval.Duration < time.Second {
+		add("archive.cleanup_interval is %s: it must be at least 1s (for example \"1h\")", c.Archive.CleanupInterval.Duration)
+	}
+
 	if c.C2S.MaxConnectionsPerIP < 0 || c.C2S.StanzaRate < 0 || c.C2S.StanzaBurst < 0 {
 		add("c2s.max_connections_per_ip, c2s.stanza_rate and c2s.stanza_burst must not be negative (0 turns them off)")
 	}
 	if c.C2S.StanzaRate > 0 && c.C2S.StanzaBurst < 1 {
 		add("c2s.stanza_burst must be at least 1 when c2s.stanza_rate is set")
+	}
+
+	// Metrics endpoint.
+	if err := checkAddress(c.Metrics.Listen); err != nil {
+		add("metrics.listen %q: %v", c.Metrics.Listen, err)
+	} else if c.Metrics.Listen != "" && !strings.HasSuffix(c.Metrics.Listen, ":0") &&
+		(c.Metrics.Listen == c.C2S.Listen || c.Metrics.Listen == c.C2S.DirectTLS) {
+		add("metrics.listen %q is also a c2s listener address: give the metrics endpoint its own port", c.Metrics.Listen)
 	}
 
 	// Stream management.

@@ -22,12 +22,34 @@ type Service struct {
 	maxPerUser int
 	log        *slog.Logger
 	now        func() time.Time
+	metrics    Metrics
 }
+
+// Outcomes of an offline write, as passed to Metrics.OfflineWrite.
+const (
+	WriteStored    = "stored"     // the message is on disk
+	WriteFull      = "full"       // the user's queue is at its cap; bounced
+	WriteNoAccount = "no_account" // the user does not exist (any more); bounced
+	WriteError     = "error"      // the storage failed; bounced
+)
+
+// Metrics counts offline writes. It must be safe for concurrent use.
+type Metrics interface {
+	OfflineWrite(outcome string)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) OfflineWrite(string) {}
 
 // New returns the offline service. maxPerUser caps each queue (0: no cap).
 func New(store storage.Offline, domain string, maxPerUser int, logger *slog.Logger) *Service {
-	return &Service{store: store, domain: domain, maxPerUser: maxPerUser, log: logger.With("component", "offline"), now: time.Now}
+	return &Service{store: store, domain: domain, maxPerUser: maxPerUser, log: logger.With("component", "offline"), now: time.Now, metrics: nopMetrics{}}
 }
+
+// SetMetrics makes the service count its writes with m. Call it before
+// the service is used.
+func (o *Service) SetMetrics(m Metrics) { o.metrics = m }
 
 // Worth reports whether a message is worth keeping for later: chat states
 // alone and messages marked no-store (XEP-0334) are not.
@@ -65,11 +87,21 @@ func (o *Service) Store(ctx context.Context, user string, s *router.Stanza) *xmp
 	_, err := o.store.StoreOffline(ctx, user, el.Bytes(), o.maxPerUser)
 	switch {
 	case err == nil:
+		o.metrics.OfflineWrite(WriteStored)
 		return nil
 	case errors.Is(err, storage.ErrQuotaExceeded):
+		o.metrics.OfflineWrite(WriteFull)
 		o.log.Info("offline queue full; message bounced", "user", user, "from", s.From.String(), "max", o.maxPerUser)
 		return xmpp.NewStanzaError(xmpp.CondResourceConstraint, "the recipient's offline message queue is full")
+	case errors.Is(err, storage.ErrNotFound):
+		// The account was deleted while messages for it were in flight
+		// (an ended session hands back what its client had not
+		// acknowledged).
+		o.metrics.OfflineWrite(WriteNoAccount)
+		o.log.Info("message for a deleted account bounced", "user", user, "from", s.From.String())
+		return xmpp.NewStanzaError(xmpp.CondServiceUnavailable, "the recipient's account no longer exists")
 	default:
+		o.metrics.OfflineWrite(WriteError)
 		o.log.Error("cannot store offline message; bounced to sender", "user", user, "from", s.From.String(), "err", err)
 		return xmpp.NewStanzaError(xmpp.CondInternalServerError, "the message could not be stored")
 	}

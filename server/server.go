@@ -42,8 +42,12 @@ type Server struct {
 	router *router.Router
 	c2s    *c2s.Server
 	disco  *disco.Service
+	*ops   // admin socket, metrics, reload
 
 	listeners []boundListener
+
+	// history is carbons and the message archive (server/history.go).
+	history *history
 }
 
 type boundListener struct {
@@ -52,8 +56,8 @@ type boundListener struct {
 }
 
 // Run serves cfg until ctx is cancelled, then shuts down gracefully.
-func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
-	s, err := New(ctx, cfg, logger)
+func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ...Option) error {
+	s, err := New(ctx, cfg, logger, opts...)
 	if err != nil {
 		return err
 	}
@@ -63,10 +67,21 @@ func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 // New opens storage, loads certificates, builds every feature and binds the
 // listeners, so that errors (a port in use, a bad certificate) surface
 // before serving starts.
-func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server, error) {
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ...Option) (_ *Server, err error) {
+	c := *cfg // a reload changes the server's copy only
+	cfg = &c
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
+	o, err := openOps(cfg, logger, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			o.close()
+		}
+	}()
 	cert, err := certs.LoadOrGenerate(cfg.DataDir, cfg.Domain, cfg.TLS.CertFile, cfg.TLS.KeyFile, logger)
 	if err != nil {
 		return nil, err
@@ -75,7 +90,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Server,
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", cfg.DatabasePath(), err)
 	}
-	s := &Server{cfg: cfg, log: logger, store: store}
+	s := &Server{cfg: cfg, log: logger, store: store, ops: o}
 	if err := s.build(cert); err != nil {
 		store.Close()
 		return nil, err
@@ -99,8 +114,10 @@ func (s *Server) build(cert tls.Certificate) error {
 
 	pres := presence.New(r, s.store, s.log)
 	rost := roster.New(s.store, r, pres, s.log)
+	s.roster = rost
 	pres.SetSubscriptions(rost)
 	off := offline.New(s.store, cfg.Domain, cfg.Offline.MaxPerUser, s.log)
+	off.SetMetrics(s.metrics.Offline)
 	pres.OnInitialPresence(off.Deliver)
 	vcard.New(s.store, r)
 	privatexml.New(s.store, r)
@@ -123,18 +140,23 @@ func (s *Server) build(cert tls.Certificate) error {
 			return err == nil
 		},
 	})
+	s.history = s.buildHistory()
 	s.disco.AddServerFeature(xmpp.NSSM, xmpp.NSCSI, xmpp.NSPing, xmpp.NSVersion, xmpp.NSOffline, xmpp.NSVCard, xmpp.NSPrivate, xmpp.NSRegister, "urn:xmpp:delay")
 	s.disco.AddAccountFeature(xmpp.NSPing, xmpp.NSVCard)
 
+	if s.certs, err = certs.NewHolder(cert); err != nil {
+		return fmt.Errorf("certificate: %w", err)
+	}
 	tlsCfg := &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"xmpp-client"},
+		GetCertificate: s.certs.GetCertificate, // swapped by Reload
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     []string{"xmpp-client"},
 	}
 	c, err := c2s.New(c2s.Config{
 		Domain:                 cfg.Domain,
 		TLS:                    tlsCfg,
-		Cert:                   cert.Leaf,
+		Cert:                   s.certs.Leaf,
+		Metrics:                s.metrics.C2S,
 		AllowPlaintextLoopback: cfg.C2S.AllowPlaintextLoopback,
 		AllowPlain:             cfg.Auth.AllowPlain,
 		NoChannelBinding:       !cfg.Auth.ChannelBinding,
@@ -161,7 +183,9 @@ func (s *Server) build(cert tls.Certificate) error {
 		Router:            r,
 		Hooks: c2s.Hooks{
 			Presence:        pres.ClientPresence,
-			Ended:           pres.SessionEnded,
+			Ended:           s.history.ended(pres.SessionEnded),
+			Bound:           s.history.bound,
+			MessageOut:      []func(context.Context, *c2s.Session, *router.Stanza) bool{s.history.messageOut},
 			PreAuthIQ:       reg.PreAuthIQ,
 			RegisterFeature: cfg.Registration.Enabled,
 		},
@@ -171,7 +195,7 @@ func (s *Server) build(cert tls.Certificate) error {
 		return err
 	}
 	s.c2s = c
-	return nil
+	return s.registerGauges()
 }
 
 func (s *Server) listen() error {
@@ -196,7 +220,7 @@ func (s *Server) listen() error {
 	if len(s.listeners) == 0 {
 		return errors.New("no listener configured: set c2s.listen or c2s.direct_tls")
 	}
-	return nil
+	return s.listenMetrics()
 }
 
 func (s *Server) closeListeners() {
@@ -216,7 +240,8 @@ func (s *Server) Addrs() []net.Addr {
 
 // Serve runs until ctx is cancelled, then closes all sessions and storage.
 func (s *Server) Serve(ctx context.Context) error {
-	s.log.Info("wren started", "version", Version, "domain", s.cfg.Domain, "data", s.cfg.DataDir)
+	s.started = time.Now()
+	s.log.Info("wren started", "version", Version, "domain", s.cfg.Domain, "data", s.cfg.DataDir, "admin_socket", s.AdminSocket())
 	var wg sync.WaitGroup
 	errc := make(chan error, len(s.listeners))
 	lctx, cancel := context.WithCancel(ctx)
@@ -231,14 +256,20 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 		}()
 	}
+	waitOps := s.startOps(lctx)
+	s.serving.Store(true)
+	s.history.start()
 	<-lctx.Done()
+	s.serving.Store(false)
 	wg.Wait()
+	waitOps()
 	s.log.Info("shutting down", "sessions", s.router.Count())
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
 	if err := s.c2s.Shutdown(sctx); err != nil {
 		s.log.Warn("some sessions did not end in time", "err", err)
 	}
+	s.history.close()
 	if err := s.store.Close(); err != nil {
 		s.log.Error("closing the database failed", "err", err)
 	}

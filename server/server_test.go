@@ -32,6 +32,7 @@ func startTestServer(t *testing.T, mutate func(*config.Config)) *testServer {
 	cfg.DataDir = t.TempDir()
 	cfg.C2S.Listen = "127.0.0.1:0"
 	cfg.C2S.DirectTLS = "127.0.0.1:0"
+	cfg.Metrics.Listen = "127.0.0.1:0"
 	cfg.Auth.ScramIterations = 4096
 	cfg.Auth.FailureDelay = config.Duration{Duration: 10 * time.Millisecond}
 	if mutate != nil {

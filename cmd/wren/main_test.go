@@ -54,7 +54,8 @@ func (r result) expect(t *testing.T, code int, stdout, stderr []string) {
 }
 
 func TestUsage(t *testing.T) {
-	commands := []string{"serve", "user add", "user passwd", "user del", "user list", "config example", "config check", "version", "help"}
+	commands := []string{"serve", "status", "session list", "session kick", "reload", "user add", "user passwd", "user del", "user list",
+		"check", "config example", "config check", "cert generate", "version", "help"}
 
 	r := wren(t, "")
 	r.expect(t, exitUsage, nil, append([]string{"Usage:"}, commands...))
@@ -184,7 +185,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--data", t.TempDir(), "--c2s", "127.0.0.1:0", "--c2s-tls", "127.0.0.1:0", "--log-level", "debug"},
+		done <- run(ctx, []string{"serve", "--data", t.TempDir(), "--c2s", "127.0.0.1:0", "--c2s-tls", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--log-level", "debug"},
 			strings.NewReader(""), &stdout, &stderr)
 	}()
 	select {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"wren.im/wren/check"
 	"wren.im/wren/config"
 )
 
@@ -17,6 +18,9 @@ const (
 	exitOK      = 0 // success
 	exitFailure = 1 // the command ran and failed
 	exitUsage   = 2 // the command line was wrong
+	// exitNotRunning means the command needs the running server and none
+	// answers on the admin socket.
+	exitNotRunning = 3
 )
 
 // cli is what a command reads from and writes to.
@@ -24,6 +28,8 @@ type cli struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// checkOptions replace system facilities in 'wren check' (tests).
+	checkOptions check.Options
 }
 
 // command is one subcommand such as "serve" or "user add".
@@ -39,12 +45,18 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		serveCommand(),
+		statusCommand(),
+		sessionListCommand(),
+		sessionKickCommand(),
+		reloadCommand(),
 		userAddCommand(),
 		userPasswdCommand(),
 		userDelCommand(),
 		userListCommand(),
+		checkCommand(),
 		configExampleCommand(),
 		configCheckCommand(),
+		certGenerateCommand(),
 		versionCommand(),
 	}
 }
@@ -246,6 +258,20 @@ func (cf *configFlags) source() string {
 // given on the command line and validates the result. The error lists every
 // problem, one per line.
 func (cf *configFlags) load() (*config.Config, error) {
+	cfg, err := cf.loadUnchecked()
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s", configProblems(cf.source(), err))
+	}
+	return cfg, nil
+}
+
+// loadUnchecked reads the configuration file (or the defaults) and applies
+// the options given on the command line, without validating the result:
+// enough to find the data directory, or to report problems one by one.
+func (cf *configFlags) loadUnchecked() (*config.Config, error) {
 	cfg := config.Default()
 	if cf.path != "" {
 		var err error
@@ -258,9 +284,6 @@ func (cf *configFlags) load() (*config.Config, error) {
 			set(cfg, f.Value.String())
 		}
 	})
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("%s", configProblems(cf.source(), err))
-	}
 	return cfg, nil
 }
 
@@ -282,18 +305,19 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
-// newLogger returns the logger configured by cfg.Log, writing to w.
-func newLogger(cfg config.Log, w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
+// newLogger returns the logger configured by cfg.Log, writing to w, and
+// the level it filters with, which a reload may change.
+func newLogger(cfg config.Log, w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
+	level := new(slog.LevelVar)
 	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
-		return nil, fmt.Errorf("log.level %q: %w", cfg.Level, err)
+		return nil, nil, fmt.Errorf("log.level %q: %w", cfg.Level, err)
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	switch cfg.Format {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), level, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), level, nil
 	}
-	return nil, fmt.Errorf("log.format %q is unknown: use text or json", cfg.Format)
+	return nil, nil, fmt.Errorf("log.format %q is unknown: use text or json", cfg.Format)
 }

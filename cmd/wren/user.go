@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 	"mellium.im/xmpp/jid"
 
+	"wren.im/wren/admin"
 	"wren.im/wren/auth"
 	"wren.im/wren/config"
 	"wren.im/wren/storage"
@@ -25,8 +26,9 @@ import (
 )
 
 const userArgsHelp = `USER is a user name (alice) or an address on the configured domain
-(alice@example.org). The database in the data directory is changed directly;
-this works while the server is running.`
+(alice@example.org). When the server is running, the command goes through
+its admin socket (run it as the server's user); otherwise it changes the
+database in the data directory directly.`
 
 func userAddCommand() *command {
 	return &command{
@@ -53,7 +55,7 @@ func userDelCommand() *command {
 		name:    "user del",
 		args:    "USER [options]",
 		summary: "delete a user account and all its data",
-		help:    "Deletes the account with its roster, pending subscription requests,\noffline messages, vCard and private XML storage. This cannot be undone.\n\n" + userArgsHelp,
+		help:    "Deletes the account with its roster, pending subscription requests,\noffline messages, vCard and private XML storage. This cannot be undone.\nWhen the server is running, the user's contacts are told and the user's\nsessions end.\n\n" + userArgsHelp,
 		run:     runUserDel,
 	}
 }
@@ -75,6 +77,12 @@ func runUserAdd(ctx context.Context, c *cli, cmd *command, args []string) int {
 	cfg, user, code, ok := userSetup(c, cmd, flags, cf, args)
 	if !ok {
 		return code
+	}
+	if cl, err := dialIfRunning(ctx, cfg); err != nil {
+		return failure(c, cmd, err)
+	} else if cl != nil {
+		defer cl.Close()
+		return userAddOnline(ctx, c, cmd, cl, cfg, user, *fromStdin)
 	}
 	// Refuse an existing user before asking for a password. The database
 	// is created only once there is an account to put in it.
@@ -129,6 +137,12 @@ func runUserPasswd(ctx context.Context, c *cli, cmd *command, args []string) int
 	if !ok {
 		return code
 	}
+	if cl, err := dialIfRunning(ctx, cfg); err != nil {
+		return failure(c, cmd, err)
+	} else if cl != nil {
+		defer cl.Close()
+		return userPasswdOnline(ctx, c, cmd, cl, cfg, user, *fromStdin)
+	}
 	if err := requireDatabase(cfg, user); err != nil {
 		return failure(c, cmd, err)
 	}
@@ -164,6 +178,23 @@ func runUserDel(ctx context.Context, c *cli, cmd *command, args []string) int {
 	cfg, user, code, ok := userSetup(c, cmd, flags, cf, args)
 	if !ok {
 		return code
+	}
+	if cl, err := dialIfRunning(ctx, cfg); err != nil {
+		return failure(c, cmd, err)
+	} else if cl != nil {
+		defer cl.Close()
+		ended, err := cl.DeleteUser(ctx, user.Localpart())
+		if errors.Is(err, admin.ErrNotFound) {
+			return failure(c, cmd, errNoSuchUser(user))
+		}
+		if err != nil {
+			return failure(c, cmd, fmt.Errorf("deleting user %s: %w", user, err))
+		}
+		fmt.Fprintf(c.stdout, "deleted user %s and all their data\n", user)
+		if len(ended) > 0 {
+			fmt.Fprintf(c.stdout, "ended %s: %s\n", plural(len(ended), "session"), strings.Join(ended, ", "))
+		}
+		return exitOK
 	}
 	if err := requireDatabase(cfg, user); err != nil {
 		return failure(c, cmd, err)
@@ -205,7 +236,20 @@ func runUserList(ctx context.Context, c *cli, cmd *command, args []string) int {
 		return failure(c, cmd, err)
 	}
 	users := []string{}
-	if _, err := os.Stat(cfg.DatabasePath()); errors.Is(err, fs.ErrNotExist) {
+	cl, err := dialIfRunning(ctx, cfg)
+	if err != nil {
+		return failure(c, cmd, err)
+	}
+	if cl != nil {
+		defer cl.Close()
+		names, err := cl.ListUsers(ctx)
+		if err != nil {
+			return failure(c, cmd, fmt.Errorf("listing users: %w", err))
+		}
+		for _, name := range names {
+			users = append(users, name+"@"+cfg.Domain)
+		}
+	} else if _, err := os.Stat(cfg.DatabasePath()); errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(c.stderr, "wren %s: there is no database at %s yet, so there are no users; check --data or data_dir if you expected some\n",
 			cmd.name, cfg.DatabasePath())
 	} else {
@@ -232,6 +276,54 @@ func runUserList(ctx context.Context, c *cli, cmd *command, args []string) int {
 	for _, u := range users {
 		fmt.Fprintln(c.stdout, u)
 	}
+	return exitOK
+}
+
+// userAddOnline creates user through the running server.
+func userAddOnline(ctx context.Context, c *cli, cmd *command, cl *admin.Client, cfg *config.Config, user jid.JID, fromStdin bool) int {
+	exists, err := cl.UserExists(ctx, user.Localpart())
+	if err != nil {
+		return failure(c, cmd, fmt.Errorf("looking up user %s: %w", user, err))
+	}
+	if exists {
+		return failure(c, cmd, errUserExists(user))
+	}
+	sha1, sha256, err := newCredentials(c, cmd, cfg, user, fromStdin)
+	if err != nil {
+		return failure(c, cmd, err)
+	}
+	err = cl.AddUser(ctx, user.Localpart(), sha1, sha256)
+	if errors.Is(err, admin.ErrExists) {
+		return failure(c, cmd, errUserExists(user))
+	}
+	if err != nil {
+		return failure(c, cmd, fmt.Errorf("creating user %s: %w", user, err))
+	}
+	fmt.Fprintf(c.stdout, "created user %s\n", user)
+	return exitOK
+}
+
+// userPasswdOnline changes the password of user through the running server.
+func userPasswdOnline(ctx context.Context, c *cli, cmd *command, cl *admin.Client, cfg *config.Config, user jid.JID, fromStdin bool) int {
+	exists, err := cl.UserExists(ctx, user.Localpart())
+	if err != nil {
+		return failure(c, cmd, fmt.Errorf("looking up user %s: %w", user, err))
+	}
+	if !exists {
+		return failure(c, cmd, errNoSuchUser(user))
+	}
+	sha1, sha256, err := newCredentials(c, cmd, cfg, user, fromStdin)
+	if err != nil {
+		return failure(c, cmd, err)
+	}
+	err = cl.SetPassword(ctx, user.Localpart(), sha1, sha256)
+	if errors.Is(err, admin.ErrNotFound) {
+		return failure(c, cmd, errNoSuchUser(user))
+	}
+	if err != nil {
+		return failure(c, cmd, fmt.Errorf("setting the password of %s: %w", user, err))
+	}
+	fmt.Fprintf(c.stdout, "changed the password of %s\n", user)
 	return exitOK
 }
 
