@@ -223,6 +223,7 @@ type Exchange struct {
 	sNonce string
 
 	username string // set on success only
+	claimed  string // the normalised username the client claimed, success or not
 	finished bool
 }
 
@@ -253,6 +254,11 @@ func (e *Exchange) Step(clientMsg []byte) (serverMsg []byte, done bool, err erro
 	}
 	return resp, !more, nil
 }
+
+// Claimed returns the normalised username the client tried to log in as
+// (known once its first message was parsed, whether or not it succeeded),
+// so that callers can limit failed attempts per account.
+func (e *Exchange) Claimed() string { return e.claimed }
 
 // Username returns the authenticated, normalised username (the localpart of
 // the user's bare JID) after success, and "" before.

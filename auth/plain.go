@@ -44,6 +44,7 @@ func (e *Exchange) plainVerify(msg []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNotAuthorized, err)
 	}
+	e.claimed = username
 	if authzid != "" {
 		if err := e.checkAuthzid(authzid, username); err != nil {
 			return err

@@ -82,6 +82,7 @@ func (e *Exchange) scramFirst(n *sasl.Negotiator, h scramHash, plus bool, msg []
 		// No account can have this name; nothing to hide.
 		return false, nil, nil, fmt.Errorf("%w: %v", ErrNotAuthorized, err)
 	}
+	e.claimed = username
 	if cf.authzid != "" {
 		if err := e.checkAuthzid(cf.authzid, username); err != nil {
 			return false, nil, nil, err

@@ -289,17 +289,18 @@ func (s *Session) authenticate(ctx context.Context, el *xmpp.Element) (bool, err
 		}
 		resp, done, err := ex.Step(msg)
 		if err != nil {
-			return false, s.authFailed(mech, err)
+			return false, s.authFailed(mech, ex.Claimed(), err)
 		}
 		if done {
 			user := ex.Username()
 			full, jerr := jid.New(user, s.srv.cfg.Domain, "")
 			if jerr != nil {
-				return false, s.authFailed(mech, auth.ErrNotAuthorized)
+				return false, s.authFailed(mech, ex.Claimed(), auth.ErrNotAuthorized)
 			}
 			s.srv.cfg.Metrics.Auth(mech, AuthSuccess)
 			s.jid = full
 			s.srv.failures.succeed(remoteIP(s.raw.RemoteAddr()))
+			s.srv.failures.succeed(accountKey(ex.Username()))
 			success := xmpp.NewElement(xmpp.NSSASL, "success")
 			if len(resp) > 0 {
 				success.AppendText(base64.StdEncoding.EncodeToString(resp))
@@ -331,7 +332,7 @@ func (s *Session) authenticate(ctx context.Context, el *xmpp.Element) (bool, err
 
 // authFailed counts a failed attempt with mech and sends the <failure/>
 // for err after the per-address delay.
-func (s *Session) authFailed(mech string, err error) error {
+func (s *Session) authFailed(mech, claimed string, err error) error {
 	cond := "not-authorized"
 	text := "wrong username or password"
 	guess := true // a failure that may be a password guess is slowed down
@@ -357,9 +358,14 @@ func (s *Session) authFailed(mech string, err error) error {
 	s.srv.cfg.Metrics.Auth(mech, outcome)
 	var delay time.Duration
 	if guess {
-		delay = s.srv.failures.fail(remoteIP(s.raw.RemoteAddr()), time.Now())
+		now := time.Now()
+		delay = s.srv.failures.fail(remoteIP(s.raw.RemoteAddr()), now)
+		if claimed != "" {
+			// Guessing one account from many addresses is slowed too.
+			delay = max(delay, s.srv.failures.fail(accountKey(claimed), now))
+		}
 	}
-	s.log.Info("client authentication failed", "condition", cond, "reason", err.Error(), "delay", delay)
+	s.log.Info("client authentication failed", "account", claimed, "mechanism", mech, "condition", cond, "reason", err.Error(), "delay", delay)
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
@@ -369,6 +375,10 @@ func (s *Session) authFailed(mech string, err error) error {
 	}
 	return s.write(saslFailure(cond, text))
 }
+
+// accountKey is the failure tracker's key for attempts on one account
+// (addresses and accounts share the tracker; an IP never starts with "@").
+func accountKey(username string) string { return "@" + username }
 
 func remoteIP(a net.Addr) string {
 	if ta, ok := a.(*net.TCPAddr); ok {

@@ -95,6 +95,10 @@ type Config struct {
 	// down, not cut off: its stanzas wait in TCP. 0 disables the limit.
 	StanzaRate  float64
 	StanzaBurst int
+	// ByteRate limits the bytes per second read from one connection
+	// (token bucket, burst of one maximum stanza or one second, whichever
+	// is larger); a faster client waits. 0 disables the limit.
+	ByteRate int
 	// FailureDelay and MaxFailureDelay slow down repeated authentication
 	// failures from one address.
 	FailureDelay, MaxFailureDelay time.Duration

@@ -111,6 +111,11 @@ func newSession(srv *Server, conn net.Conn, directTLS bool) *Session {
 	}
 	s.log = srv.log.With("remote", conn.RemoteAddr().String())
 	s.conn = &deadlineConn{Conn: conn}
+	if r := srv.cfg.ByteRate; r > 0 {
+		burst := max(r, srv.cfg.Limits.MaxBytes, 4096)
+		s.conn.limiter = rate.NewLimiter(rate.Limit(r), burst)
+		s.conn.stop = s.done
+	}
 	return s
 }
 
@@ -638,6 +643,9 @@ type deadlineConn struct {
 	fixed   time.Time
 	idle    time.Duration
 	stopped atomic.Bool
+	// limiter, when set, slows reads to a byte rate; stop ends a wait.
+	limiter *rate.Limiter
+	stop    <-chan struct{}
 }
 
 // stopReads makes the current and every later Read fail at once.
@@ -655,7 +663,23 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 	} else if c.idle > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	}
-	return c.Conn.Read(p)
+	if c.limiter != nil && len(p) > c.limiter.Burst() {
+		p = p[:c.limiter.Burst()]
+	}
+	n, err := c.Conn.Read(p)
+	if c.limiter != nil && n > 0 {
+		// Pay for what was read before reading more: a client above the
+		// rate waits in TCP flow control; nothing is dropped.
+		if d := c.limiter.ReserveN(time.Now(), n).Delay(); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-c.stop:
+				t.Stop()
+			}
+		}
+	}
+	return n, err
 }
 
 func isTimeout(err error) bool {

@@ -97,6 +97,10 @@ type C2S struct {
 	StanzaRate float64 `toml:"stanza_rate"`
 	// StanzaBurst is how many stanzas a session may send at once above the rate.
 	StanzaBurst int `toml:"stanza_burst"`
+	// ByteRate is how many bytes per second one connection may send on
+	// average (bursts up to one maximum stanza); a faster client is slowed
+	// down. 0 turns the limit off.
+	ByteRate int `toml:"byte_rate"`
 }
 
 // Auth configures authentication.

@@ -83,6 +83,10 @@ max_connections_per_ip = 100
 # never disconnected or dropped. 0 turns the limit off.
 stanza_rate = 500.0
 stanza_burst = 1000
+# Average bytes per second one connection may send; bursts up to one
+# maximum stanza are allowed. A faster client is slowed down, not cut off.
+# 0 turns the limit off.
+byte_rate = 262144
 
 [auth]
 # PBKDF2 iteration count used when a password is set (SCRAM). Higher is

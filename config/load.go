@@ -41,6 +41,7 @@ func Default() *Config {
 			MaxConnectionsPerIP:    100,
 			StanzaRate:             500,
 			StanzaBurst:            1000,
+			ByteRate:               262144,
 		},
 		Auth: Auth{
 			ScramIterations: 10000,

@@ -142,8 +142,8 @@ func (c *Config) Validate() error {
 		add("archive.cleanup_interval is %s: it must be at least 1s (for example \"1h\")", c.Archive.CleanupInterval.Duration)
 	}
 
-	if c.C2S.MaxConnectionsPerIP < 0 || c.C2S.StanzaRate < 0 || c.C2S.StanzaBurst < 0 {
-		add("c2s.max_connections_per_ip, c2s.stanza_rate and c2s.stanza_burst must not be negative (0 turns them off)")
+	if c.C2S.MaxConnectionsPerIP < 0 || c.C2S.StanzaRate < 0 || c.C2S.StanzaBurst < 0 || c.C2S.ByteRate < 0 {
+		add("c2s.max_connections_per_ip, c2s.stanza_rate, c2s.stanza_burst and c2s.byte_rate must not be negative (0 turns them off)")
 	}
 	if c.C2S.StanzaRate > 0 && c.C2S.StanzaBurst < 1 {
 		add("c2s.stanza_burst must be at least 1 when c2s.stanza_rate is set")

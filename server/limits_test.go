@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bufio"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"strconv"
@@ -138,4 +140,73 @@ func TestClientThatNeverReads(t *testing.T) {
 		t.Fatalf("last offline message is %d, want %d", prev, n-1)
 	}
 	t.Logf("bob's session ended with a full queue; %d of %d messages went to offline storage", len(msgs), n)
+}
+
+// TestByteRateSlowsNotDrops sends more bytes than the per-connection byte
+// rate allows: everything is answered, and not faster than the rate.
+func TestByteRateSlowsNotDrops(t *testing.T) {
+	const rate = 20000 // bytes per second; the burst is one stanza limit (also 20000)
+	ts := startTestServer(t, func(c *config.Config) {
+		c.C2S.StanzaRate = 0
+		c.C2S.ByteRate = rate
+		c.C2S.MaxStanzaBytes = rate
+		c.C2S.MaxPreAuthBytes = 8192
+	})
+	ts.addUser(t, "alice", smPass)
+	c := dialRaw(t, ts.addr())
+	c.login("localhost", "alice", smPass, "r")
+	var b strings.Builder
+	n := 0
+	for b.Len() < 3*rate {
+		fmt.Fprintf(&b, `<iq type='get' id='p%d' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`, n)
+		n++
+	}
+	start := time.Now()
+	go c.send(b.String())
+	for i := 0; i < n; i++ {
+		if r := c.next(); r.Attr("id") != fmt.Sprintf("p%d", i) {
+			t.Fatalf("answer %d: %s", i, r)
+		}
+	}
+	// At least two seconds' worth above the burst had to wait.
+	if d := time.Since(start); d < 1500*time.Millisecond {
+		t.Fatalf("%d bytes answered in %s: the %d B/s limit was not applied", b.Len(), d, rate)
+	}
+}
+
+// TestAuthFailuresSlowedPerAccount guesses one account's password from
+// several addresses: each address fails only once (no per-address delay),
+// but the account's failures slow the answers down.
+func TestAuthFailuresSlowedPerAccount(t *testing.T) {
+	ts := startTestServer(t, func(c *config.Config) {
+		c.Auth.FailureDelay = config.Duration{Duration: 300 * time.Millisecond}
+		c.Auth.MaxFailureDelay = config.Duration{Duration: 2 * time.Second}
+	})
+	ts.addUser(t, "alice", smPass)
+	var last time.Duration
+	for i := 2; i <= 4; i++ {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i))}, Timeout: 5 * time.Second}
+		conn, err := d.Dial("tcp", ts.addr())
+		if err != nil {
+			t.Skipf("cannot dial from 127.0.0.%d: %v", i, err)
+		}
+		c := &rawClient{t: t, conn: conn, w: bufio.NewWriter(conn)}
+		c.r = xmpp.NewReader(conn, xmpp.Limits{MaxBytes: 1 << 20, MaxDepth: 64, MaxAttrs: 64})
+		t.Cleanup(func() { conn.Close() })
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		c.open("localhost")
+		c.starttls()
+		c.open("localhost")
+		c.next()
+		start := time.Now()
+		c.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>` + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00guess")) + `</auth>`)
+		if f := c.next(); f.Child(xmpp.NSSASL, "not-authorized") == nil {
+			t.Fatalf("got %s", f)
+		}
+		last = time.Since(start)
+	}
+	// Third failure on the account: 2 × 300 ms.
+	if last < 500*time.Millisecond {
+		t.Fatalf("the third failed guess on alice from a fresh address was answered in %s: not slowed per account", last)
+	}
 }

@@ -177,6 +177,7 @@ func (s *Server) build(cert tls.Certificate) error {
 		MaxConnsPerIP:     cfg.C2S.MaxConnectionsPerIP,
 		StanzaRate:        cfg.C2S.StanzaRate,
 		StanzaBurst:       cfg.C2S.StanzaBurst,
+		ByteRate:          cfg.C2S.ByteRate,
 		FailureDelay:      cfg.Auth.FailureDelay.Duration,
 		MaxFailureDelay:   cfg.Auth.MaxFailureDelay.Duration,
 		Accounts:          s.store,
