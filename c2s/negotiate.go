@@ -399,7 +399,7 @@ func (s *Session) preAuthIQ(ctx context.Context, iq *xmpp.Element) error {
 	h := s.srv.cfg.Hooks.PreAuthIQ
 	var reply *xmpp.Element
 	if h != nil && s.authAllowed() {
-		reply = h(ctx, iq, s.secure)
+		reply = h(ctx, iq, remoteIP(s.raw.RemoteAddr()), s.secure)
 	}
 	if reply == nil {
 		return xmpp.NewStreamError(xmpp.StreamNotAuthorized, "authenticate before sending stanzas")

@@ -40,7 +40,8 @@ type Hooks struct {
 	Ended func(ctx context.Context, s *Session, replaced bool)
 	// PreAuthIQ answers IQs sent before authentication (in-band
 	// registration). It returns the reply, or nil to refuse the IQ.
-	PreAuthIQ func(ctx context.Context, iq *xmpp.Element, secure bool) *xmpp.Element
+	// remoteIP is the client's address, for per-address limits.
+	PreAuthIQ func(ctx context.Context, iq *xmpp.Element, remoteIP string, secure bool) *xmpp.Element
 	// RegisterFeature reports whether in-band registration is advertised.
 	RegisterFeature bool
 }

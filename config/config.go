@@ -124,6 +124,10 @@ type Registration struct {
 	Enabled bool `toml:"enabled"`
 	// MinPasswordLength rejects shorter passwords.
 	MinPasswordLength int `toml:"min_password_length"`
+	// MaxPerIP caps the accounts one address may register within
+	// PerIPWindow; 0 means no cap.
+	MaxPerIP    int      `toml:"max_per_ip"`
+	PerIPWindow Duration `toml:"per_ip_window"`
 }
 
 // Offline configures offline message storage (XEP-0160).

@@ -114,6 +114,10 @@ enabled = false
 # Shortest password, in characters, accepted at registration and password
 # change by users. Administrators using 'wren user' are only warned.
 min_password_length = 8
+# Most accounts one IP address may register within per_ip_window; further
+# attempts get a resource-constraint error. 0 means no limit.
+max_per_ip = 5
+per_ip_window = "1h0m0s"
 
 [offline]
 # Most messages kept for one user while they are offline; further messages

@@ -53,6 +53,8 @@ func Default() *Config {
 		Registration: Registration{
 			Enabled:           false,
 			MinPasswordLength: 8,
+			MaxPerIP:          5,
+			PerIPWindow:       Duration{time.Hour},
 		},
 		Offline: Offline{
 			MaxPerUser: 1000,

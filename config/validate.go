@@ -119,6 +119,12 @@ func (c *Config) Validate() error {
 	}
 
 	// Registration and offline storage.
+	if c.Registration.MaxPerIP < 0 || c.Registration.PerIPWindow.Duration < 0 {
+		add("registration.max_per_ip and registration.per_ip_window must not be negative")
+	}
+	if c.Registration.MaxPerIP > 0 && c.Registration.PerIPWindow.Duration == 0 {
+		add("registration.per_ip_window must be set when registration.max_per_ip is")
+	}
 	if c.Registration.MinPasswordLength < 0 {
 		add("registration.min_password_length is %d: it must not be negative", c.Registration.MinPasswordLength)
 	}

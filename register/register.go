@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -26,6 +27,10 @@ type Config struct {
 	Open              bool
 	MinPasswordLength int
 	ScramIterations   int
+	// MaxPerIP caps the accounts created in-band from one address within
+	// PerIPWindow (0: no cap).
+	MaxPerIP    int
+	PerIPWindow time.Duration
 	// BeforeRemove, when set, runs when a user removes their own account,
 	// before anything is deleted: the roster still exists, so contacts can
 	// be told that the user is gone.
@@ -38,11 +43,52 @@ type Service struct {
 	accounts storage.Accounts
 	router   *router.Router
 	log      *slog.Logger
+
+	mu     sync.Mutex
+	recent map[string][]time.Time // address -> times of accounts created from it
+}
+
+// allowed reports whether addr may create another account now.
+func (s *Service) allowed(addr string, now time.Time) bool {
+	if s.cfg.MaxPerIP <= 0 {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.prune(now)
+	return len(s.recent[addr]) < s.cfg.MaxPerIP
+}
+
+// created records an account created from addr.
+func (s *Service) created(addr string, now time.Time) {
+	if s.cfg.MaxPerIP <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recent[addr] = append(s.recent[addr], now)
+}
+
+// prune forgets registrations older than the window. Called with mu held.
+func (s *Service) prune(now time.Time) {
+	for addr, times := range s.recent {
+		kept := times[:0]
+		for _, t := range times {
+			if now.Sub(t) < s.cfg.PerIPWindow {
+				kept = append(kept, t)
+			}
+		}
+		if len(kept) == 0 {
+			delete(s.recent, addr)
+		} else {
+			s.recent[addr] = kept
+		}
+	}
 }
 
 // New registers the account-side handler (password change, removal).
 func New(cfg Config, accounts storage.Accounts, r *router.Router, logger *slog.Logger) *Service {
-	s := &Service{cfg: cfg, accounts: accounts, router: r, log: logger.With("component", "register")}
+	s := &Service{cfg: cfg, accounts: accounts, router: r, log: logger.With("component", "register"), recent: map[string][]time.Time{}}
 	r.HandleIQ(router.ToAccount, xmpp.NSRegister, s.handleAccount)
 	r.HandleIQ(router.ToServer, xmpp.NSRegister, s.handleAccount)
 	return s
@@ -75,7 +121,7 @@ func errReply(iq *xmpp.Element, cond, text string) *xmpp.Element {
 
 // PreAuthIQ is the c2s hook for IQs before authentication: it answers
 // registration requests when registration is open and refuses the rest.
-func (s *Service) PreAuthIQ(ctx context.Context, iq *xmpp.Element, secure bool) *xmpp.Element {
+func (s *Service) PreAuthIQ(ctx context.Context, iq *xmpp.Element, remoteIP string, secure bool) *xmpp.Element {
 	q := iq.Child(xmpp.NSRegister, "query")
 	if q == nil || !s.cfg.Open || len(iq.Elements()) != 1 {
 		return nil
@@ -99,6 +145,11 @@ func (s *Service) PreAuthIQ(ctx context.Context, iq *xmpp.Element, secure bool) 
 	if utf8.RuneCountInString(password) < s.cfg.MinPasswordLength {
 		return errReply(iq, xmpp.CondNotAcceptable, fmt.Sprintf("the password must have at least %d characters", s.cfg.MinPasswordLength))
 	}
+	now := time.Now()
+	if !s.allowed(remoteIP, now) {
+		s.log.Info("in-band registration refused: too many accounts from this address", "remote", remoteIP, "max", s.cfg.MaxPerIP, "window", s.cfg.PerIPWindow)
+		return errReply(iq, xmpp.CondResourceConstraint, "too many accounts were registered from your address; try again later")
+	}
 	sha1, sha256, err := auth.NewCredentials(password, s.cfg.ScramIterations)
 	if err != nil {
 		return errReply(iq, xmpp.CondNotAcceptable, "the password contains characters that are not allowed")
@@ -111,7 +162,8 @@ func (s *Service) PreAuthIQ(ctx context.Context, iq *xmpp.Element, secure bool) 
 		s.log.Error("cannot create account by in-band registration", "user", j.String(), "err", err)
 		return errReply(iq, xmpp.CondInternalServerError, "")
 	}
-	s.log.Info("account registered in-band", "user", j.String())
+	s.created(remoteIP, now)
+	s.log.Info("account registered in-band", "user", j.String(), "remote", remoteIP)
 	return reply(iq, nil)
 }
 

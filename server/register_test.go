@@ -261,3 +261,34 @@ func TestAccountRemoval(t *testing.T) {
 		t.Fatalf("message to a removed account: %s", e)
 	}
 }
+
+// TestRegistrationsPerAddressLimited registers accounts from one address
+// until the per-address cap: the next one is refused with
+// resource-constraint and no account is created.
+func TestRegistrationsPerAddressLimited(t *testing.T) {
+	t.Parallel()
+	ts := startTestServer(t, func(c *config.Config) {
+		c.Registration.Enabled = true
+		c.Registration.MaxPerIP = 2
+	})
+	for i, name := range []string{"u1", "u2", "u3"} {
+		c := dialRaw(t, ts.addr())
+		c.open("localhost")
+		c.starttls()
+		c.open("localhost")
+		c.next()
+		r := c.preAuthIQ("reg", "set", registerQuery(name, "a long enough password"))
+		if i < 2 {
+			if r.Attr("type") != "result" {
+				t.Fatalf("registration %d: %s", i+1, r)
+			}
+			continue
+		}
+		if r.Attr("type") != "error" || errorCondition(r) != xmpp.CondResourceConstraint {
+			t.Fatalf("third registration from one address: %s, want resource-constraint", r)
+		}
+	}
+	if _, err := ts.store.Account(context.Background(), "u3"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the refused registration created an account: %v", err)
+	}
+}

@@ -125,6 +125,8 @@ func (s *Server) build(cert tls.Certificate) error {
 		Domain:            cfg.Domain,
 		Open:              cfg.Registration.Enabled,
 		MinPasswordLength: cfg.Registration.MinPasswordLength,
+		MaxPerIP:          cfg.Registration.MaxPerIP,
+		PerIPWindow:       cfg.Registration.PerIPWindow.Duration,
 		ScramIterations:   cfg.Auth.ScramIterations,
 		BeforeRemove:      rost.CancelAll,
 	}, s.store, r, s.log)
