@@ -54,13 +54,14 @@ func (s *Session) handle(ctx context.Context, el *xmpp.Element) error {
 			}
 			if typ == "set" && st.To.Domainpart() == "" && el.Child(xmpp.NSSession, "session") != nil {
 				// Legacy session establishment (RFC 3921) is a no-op.
-				s.Deliver(xmpp.NewElement(xmpp.NSClient, "iq", "type", "result", "id", el.Attr("id"), "to", s.jid.String()))
+				s.deliver(xmpp.NewElement(xmpp.NSClient, "iq", "type", "result", "id", el.Attr("id"), "to", s.jid.String()))
 				return nil
 			}
 			if typ == "set" && el.Child(xmpp.NSBind, "bind") != nil {
 				s.deliverError(el, xmpp.NewStanzaError(xmpp.CondNotAllowed, "a resource is already bound"))
 				return nil
 			}
+			s.sentIQ(el)
 		case "result", "error":
 			if el.Attr("id") == "" {
 				return nil
@@ -97,5 +98,5 @@ func (s *Session) deliverError(el *xmpp.Element, serr *xmpp.StanzaError) {
 	if el.Attr("to") == "" {
 		reply.SetAttr("from", "")
 	}
-	s.Deliver(reply)
+	s.deliver(reply)
 }

@@ -86,6 +86,11 @@ type Session struct {
 	// the old session is torn down before the new one can send presence.
 	replacedOnBind bool
 
+	// IQ requests the client sent and awaits answers to (iqtrack.go).
+	iqMu      sync.Mutex
+	pendingIQ map[iqKey]struct{}
+	iqOrder   []iqKey
+
 	mu              sync.Mutex
 	state           sessionState
 	boundAt         time.Time // when the resource was bound (kept across resumes)
@@ -217,6 +222,18 @@ func (s *Session) RosterRequested() bool {
 // the resource were unavailable; a session whose queue overflows is ended
 // the same way.
 func (s *Session) Deliver(el *xmpp.Element) {
+	if el.Local == "iq" {
+		if t := el.Attr("type"); (t == "result" || t == "error") && !s.expectedReply(el) {
+			s.log.Debug("dropped an IQ answer to a request the client never sent", "from", el.Attr("from"), "id", el.Attr("id"))
+			return
+		}
+	}
+	s.deliver(el)
+}
+
+// deliver queues a stanza without the IQ answer check (replies the
+// session itself generates).
+func (s *Session) deliver(el *xmpp.Element) {
 	ok, overflow := s.q.push(el, time.Now())
 	if !ok {
 		// Wait until teardown has rerouted the older stanzas.

@@ -115,6 +115,9 @@ func (s *Session) resume(el *xmpp.Element) (bool, error) {
 	s.rosterRequested = old.rosterRequested
 	boundAt := old.boundAt
 	old.mu.Unlock()
+	old.iqMu.Lock()
+	s.pendingIQ, s.iqOrder = old.pendingIQ, old.iqOrder
+	old.iqMu.Unlock()
 	s.mu.Lock()
 	s.state = stateActive
 	s.boundAt = boundAt

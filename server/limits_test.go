@@ -75,6 +75,7 @@ func TestClientThatNeverReads(t *testing.T) {
 	ts := startTestServer(t, func(c *config.Config) {
 		c.C2S.SendQueue = 200
 		c.C2S.StanzaRate = 0
+		c.C2S.ByteRate = 0
 		c.Offline.MaxPerUser = 0
 	})
 	ts.addUser(t, "alice", smPass)
@@ -208,5 +209,50 @@ func TestAuthFailuresSlowedPerAccount(t *testing.T) {
 	// Third failure on the account: 2 × 300 ms.
 	if last < 500*time.Millisecond {
 		t.Fatalf("the third failed guess on alice from a fresh address was answered in %s: not slowed per account", last)
+	}
+}
+
+// TestIQAnswerFromStrangerDropped: answers to IQs alice never sent, or sent to
+// someone else, never reach her; the real answer does, once.
+func TestIQAnswerFromStrangerDropped(t *testing.T) {
+	ts := startTestServer(t, nil)
+	ts.addUser(t, "alice", smPass)
+	ts.addUser(t, "bob", smPass)
+	ts.addUser(t, "carol", smPass)
+	alice := dialRaw(t, ts.addr())
+	alice.login("localhost", "alice", smPass, "a")
+	bob := dialRaw(t, ts.addr())
+	bob.login("localhost", "bob", smPass, "b")
+	carol := dialRaw(t, ts.addr())
+	carol.login("localhost", "carol", smPass, "c")
+	// A forged result and a forged error, ids alice never used.
+	bob.send(`<iq type='result' id='forged1' to='alice@localhost/a'/>`)
+	bob.send(`<iq type='error' id='forged2' to='alice@localhost/a'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`)
+	// alice asks bob something; bob's real answer must arrive.
+	alice.send(`<iq type='get' id='q1' to='bob@localhost/b'><query xmlns='jabber:iq:version'/></iq>`)
+	if req := bob.next(); req.Attr("id") != "q1" {
+		t.Fatalf("bob got %s", req)
+	}
+	// The right id from someone alice did not ask is dropped too.
+	carol.send(`<iq type='result' id='q1' to='alice@localhost/a'/>`)
+	carol.send(`<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	carol.next()
+	// bob's real answer arrives.
+	bob.send(`<iq type='result' id='q1' to='alice@localhost/a'/>`)
+	for {
+		el := alice.next()
+		if el.Local != "iq" {
+			continue
+		}
+		if el.Attr("id") != "q1" || el.Attr("from") != "bob@localhost/b" {
+			t.Fatalf("alice received %s: a forged answer got through", el)
+		}
+		break
+	}
+	// The request is answered now: a second answer is dropped.
+	bob.send(`<iq type='result' id='q1' to='alice@localhost/a'/>`)
+	alice.send(`<iq type='get' id='ping' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	if el := alice.next(); el.Attr("id") != "ping" {
+		t.Fatalf("alice received %s before her ping answer", el)
 	}
 }
