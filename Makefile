@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X wren.im/wren/server.Version=$(VERSION)
 BIN     := bin/wren
 
-.PHONY: all build run test test-unit test-interop vet fmt fuzz bench bench-archive clean
+.PHONY: all build run test test-unit test-interop vet fmt fuzz bench bench-archive soak-idle clean
 
 all: build
 
@@ -52,6 +52,12 @@ bench:
 # Page queries over a 1,000,000-message archive (the fill takes ~35 s).
 bench-archive:
 	$(GO) test -run '^$$' -bench '^BenchmarkArchivePage$$' -benchtime 2000x -count 3 ./storage/sqlite/
+
+# 10,000 idle logged-in connections to the real binary, then a flood of
+# logins; reports memory per connection and checks that descriptors and
+# goroutines return to the baseline (make test runs it with 2,000).
+soak-idle:
+	WREN_IDLE_CONNS=10000 $(GO) test -count=1 -v -timeout 30m -run '^TestIdleConnectionsAndLoginFlood$$' ./tests/interop/
 
 clean:
 	rm -rf bin
