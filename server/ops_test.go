@@ -609,7 +609,9 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// startTestServerWithLogger is startTestServer with a given logger.
+// startTestServerWithLogger runs an in-process server on loopback ports
+// with a temporary data directory, the metrics endpoint off, cheap SCRAM
+// and short failure delays; mutate adjusts the configuration.
 func startTestServerWithLogger(t *testing.T, logger *slog.Logger, mutate func(*config.Config)) *testServer {
 	t.Helper()
 	cfg := config.Default()

@@ -28,37 +28,16 @@ type testServer struct {
 
 func startTestServer(t *testing.T, mutate func(*config.Config)) *testServer {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.C2S.Listen = "127.0.0.1:0"
-	cfg.C2S.DirectTLS = "127.0.0.1:0"
-	cfg.Metrics.Listen = "127.0.0.1:0"
-	cfg.Auth.ScramIterations = 4096
-	cfg.Auth.FailureDelay = config.Duration{Duration: 10 * time.Millisecond}
-	if mutate != nil {
-		mutate(cfg)
-	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := New(ctx, cfg, logger)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	ts := &testServer{Server: s, cancel: cancel, done: make(chan error, 1)}
-	go func() { ts.done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-ts.done:
-		case <-time.After(15 * time.Second):
-			t.Error("server did not stop within 15s")
+	return startTestServerWithLogger(t, logger, func(c *config.Config) {
+		c.Metrics.Listen = "127.0.0.1:0"
+		if mutate != nil {
+			mutate(c)
 		}
 	})
-	return ts
 }
 
 type tWriter struct{ t *testing.T }

@@ -42,6 +42,23 @@ func adminSetup(c *cli, cmd *command, cf *configFlags, args []string) (cfg *conf
 
 // connect connects to the running server. ok is false when the caller
 // must return code.
+// connectNoArgs parses the options of an admin command that takes no
+// arguments (the config flags and --json) and connects to the server.
+func connectNoArgs(ctx context.Context, c *cli, cmd *command, args []string, jsonHelp string) (cl *admin.Client, asJSON *bool, code int, ok bool) {
+	fs := cmd.flagSet(c)
+	cf := addConfigFlags(fs)
+	asJSON = fs.Bool("json", false, jsonHelp)
+	cfg, positional, code, ok := adminSetup(c, cmd, cf, args)
+	if !ok {
+		return nil, nil, code, false
+	}
+	if len(positional) > 0 {
+		return nil, nil, usageError(c, cmd, "unexpected argument %q", positional[0]), false
+	}
+	cl, code, ok = connect(ctx, c, cmd, cfg)
+	return cl, asJSON, code, ok
+}
+
 func connect(ctx context.Context, c *cli, cmd *command, cfg *config.Config) (cl *admin.Client, code int, ok bool) {
 	cl, err := admin.Dial(ctx, cfg.Path(admin.SocketName))
 	if err != nil {
@@ -80,17 +97,7 @@ func statusCommand() *command {
 }
 
 func runStatus(ctx context.Context, c *cli, cmd *command, args []string) int {
-	fs := cmd.flagSet(c)
-	cf := addConfigFlags(fs)
-	asJSON := fs.Bool("json", false, "print the status as a JSON object")
-	cfg, positional, code, ok := adminSetup(c, cmd, cf, args)
-	if !ok {
-		return code
-	}
-	if len(positional) > 0 {
-		return usageError(c, cmd, "unexpected argument %q", positional[0])
-	}
-	cl, code, ok := connect(ctx, c, cmd, cfg)
+	cl, asJSON, code, ok := connectNoArgs(ctx, c, cmd, args, "print the status as a JSON object")
 	if !ok {
 		return code
 	}
@@ -284,17 +291,7 @@ configuration has a problem, nothing changes and the problems are shown.
 }
 
 func runReload(ctx context.Context, c *cli, cmd *command, args []string) int {
-	fs := cmd.flagSet(c)
-	cf := addConfigFlags(fs)
-	asJSON := fs.Bool("json", false, "print the result as a JSON object")
-	cfg, positional, code, ok := adminSetup(c, cmd, cf, args)
-	if !ok {
-		return code
-	}
-	if len(positional) > 0 {
-		return usageError(c, cmd, "unexpected argument %q", positional[0])
-	}
-	cl, code, ok := connect(ctx, c, cmd, cfg)
+	cl, asJSON, code, ok := connectNoArgs(ctx, c, cmd, args, "print the result as a JSON object")
 	if !ok {
 		return code
 	}
