@@ -115,7 +115,7 @@ func (r *Router) toBare(ctx context.Context, s *Stanza) {
 		// Directed available/unavailable presence to a bare JID goes to
 		// every available resource (RFC 6121 §4.6.3 and §8.5.2.1.2).
 		for _, sess := range r.Available(user) {
-			sess.Deliver(r.addressed(s.El, sess))
+			sess.Deliver(s.El) // keeps its bare 'to' (RFC 6121 §8.5.2.1)
 		}
 	case "message":
 		r.messageToUser(ctx, s)
@@ -146,9 +146,6 @@ func (r *Router) inboundPresence(ctx context.Context, s *Stanza) bool {
 	return true
 }
 
-// addressed returns the stanza unchanged: stanzas to a bare JID keep their
-// original 'to' (RFC 6121 §8.5.2.1).
-func (r *Router) addressed(el *xmpp.Element, _ Session) *xmpp.Element { return el }
 
 // messageToUser delivers a message addressed to a local user: the
 // MessageIn hooks run once, then RFC 6121 §8.5 decides between the full
