@@ -146,7 +146,6 @@ func (r *Router) inboundPresence(ctx context.Context, s *Stanza) bool {
 	return true
 }
 
-
 // messageToUser delivers a message addressed to a local user: the
 // MessageIn hooks run once, then RFC 6121 §8.5 decides between the full
 // JID's session, the highest-priority resources, and offline storage.
