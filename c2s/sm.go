@@ -169,6 +169,13 @@ func (s *Session) handleSM(el *xmpp.Element) error {
 		s.q.setInactive(false)
 	case el.Is(xmpp.NSCSI, "inactive"):
 		s.q.setInactive(true)
+	case el.Is(xmpp.NSStream, "error"):
+		// The client reports a stream error: it is closing the stream.
+		return xmpp.ErrStreamClosed
+	case el.Space == xmpp.NSStream:
+		// A second <stream:stream> (or other stream-level element) inside
+		// an open stream.
+		return xmpp.NewStreamError(xmpp.StreamBadFormat, "<stream:%s> is not allowed inside an open stream", el.Local)
 	default:
 		return xmpp.NewStreamError(xmpp.StreamUnsupportedStanza, "<%s xmlns='%s'/> is not supported here", el.Local, el.Space)
 	}

@@ -256,3 +256,54 @@ func TestIQAnswerFromStrangerDropped(t *testing.T) {
 		t.Fatalf("alice received %s before her ping answer", el)
 	}
 }
+
+// TestPreAuthByteLimit: before authentication only small elements are
+// accepted, so unauthenticated peers cannot make the server buffer much.
+func TestPreAuthByteLimit(t *testing.T) {
+	ts := startTestServer(t, func(c *config.Config) { c.C2S.MaxPreAuthBytes = 2048 })
+	c := dialRaw(t, ts.addr())
+	c.open("localhost")
+	c.starttls()
+	c.open("localhost")
+	c.next()
+	c.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>` + strings.Repeat("A", 4096) + `</auth>`)
+	c.expectStreamError(xmpp.StreamPolicyViolation)
+}
+
+// TestSecondStreamHeaderMidStream: a <stream:stream> inside an open
+// stream is a bad-format stream error.
+func TestSecondStreamHeaderMidStream(t *testing.T) {
+	ts := startTestServer(t, nil)
+	ts.addUser(t, "alice", smPass)
+	c := dialRaw(t, ts.addr())
+	c.login("localhost", "alice", smPass, "r")
+	c.send(`<stream:stream xmlns='jabber:client' to='localhost' version='1.0'>`)
+	c.send(`</stream:stream>`)
+	c.expectStreamError(xmpp.StreamBadFormat)
+}
+
+// TestAckTimeoutDetectsHalfOpenConnection: a stream-managed client whose
+// TCP connection stays open but that answers nothing is treated as gone
+// after ack_timeout, and its session hibernates.
+func TestAckTimeoutDetectsHalfOpenConnection(t *testing.T) {
+	ts := startTestServer(t, func(c *config.Config) {
+		c.StreamManagement.AckTimeout = config.Duration{Duration: 300 * time.Millisecond}
+		c.C2S.KeepaliveInterval = config.Duration{Duration: 100 * time.Millisecond}
+	})
+	ts.addUser(t, "alice", smPass)
+	ts.addUser(t, "bob", smPass)
+	bob := smLogin(t, ts, "bob", "phone")
+	_ = bob // bob's connection stays open but he never reads or answers again
+	alice := dialRaw(t, ts.addr())
+	alice.login("localhost", "alice", smPass, "desk")
+	sendChat(alice, "bob@localhost/phone", "are you there?")
+	waitFor(t, "the silent session to hibernate", func() bool { return ts.c2s.Hibernated() == 1 })
+	// Resuming works, and the unacknowledged message comes again.
+	nb, res := resume(t, ts, "bob", bob.id, bob.h)
+	if !res.Is(xmpp.NSSM, "resumed") {
+		t.Fatalf("resume after the ack timeout: %s", res)
+	}
+	if m := nb.stanza(); m.ChildText(xmpp.NSClient, "body") != "are you there?" {
+		t.Fatalf("after resume: %s", m)
+	}
+}
