@@ -7,26 +7,16 @@ failure. Usage:
     slixmpp_history.py SCENARIO --port P --tls-port T --domain D --ca FILE
 The accounts alice, bob and carol (password 'secret-<name>') must exist.
 """
-import argparse
 import asyncio
-import logging
-import sys
 import time
 
 import slixmpp
 
+# Command line, Fail/check and account helpers are shared with the core scenarios.
+from slixmpp_scenarios import Fail, check, jid, pw, run
+
 TIMEOUT = 20
 SID = 'urn:xmpp:sid:0'
-
-
-class Fail(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Fail(what)
-    print("ok:", what, flush=True)
 
 
 class Client(slixmpp.ClientXMPP):
@@ -81,14 +71,6 @@ class Client(slixmpp.ClientXMPP):
             await asyncio.wait_for(done, 5)
         except asyncio.TimeoutError:
             raise Fail("the server did not close the stream after </stream:stream>")
-
-
-def jid(args, name):
-    return f"{name}@{args.domain}"
-
-
-def pw(name):
-    return "secret-" + name
 
 
 async def take(queue, n, what):
@@ -253,25 +235,5 @@ SCENARIOS = {
 }
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=sorted(SCENARIOS))
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--tls-port", type=int, required=True)
-    ap.add_argument("--domain", required=True)
-    ap.add_argument("--ca", required=True)
-    ap.add_argument("--debug", action="store_true")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(asyncio.wait_for(SCENARIOS[args.scenario](args), 120))
-    except Fail as e:
-        print("FAIL:", e, flush=True)
-        sys.exit(1)
-    print("PASS", args.scenario, flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    run(SCENARIOS)

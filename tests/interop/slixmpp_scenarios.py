@@ -354,9 +354,10 @@ SCENARIOS = {
 }
 
 
-def main():
+def run(scenarios):
+    """Parse the command line and run one of scenarios (name -> coroutine)."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=sorted(SCENARIOS))
+    ap.add_argument("scenario", choices=sorted(scenarios))
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--tls-port", type=int, required=True)
     ap.add_argument("--domain", required=True)
@@ -367,7 +368,7 @@ def main():
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(asyncio.wait_for(SCENARIOS[args.scenario](args), 120))
+        loop.run_until_complete(asyncio.wait_for(scenarios[args.scenario](args), 120))
     except Fail as e:
         print("FAIL:", e, flush=True)
         sys.exit(1)
@@ -375,4 +376,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(SCENARIOS)
