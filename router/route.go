@@ -19,7 +19,14 @@ func (r *Router) Route(ctx context.Context, s *Stanza) {
 		to = s.From.Bare()
 		s.To = to
 	}
+	if s.Kind() == "iq" && r.answerIQ(s) {
+		return
+	}
 	if to.Domainpart() != r.domain {
+		if h := r.service(to.Domainpart()); h != nil {
+			h(ctx, s)
+			return
+		}
 		r.mu.RLock()
 		remote := r.hooks.Remote
 		r.mu.RUnlock()

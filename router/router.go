@@ -111,6 +111,9 @@ type Router struct {
 	accountIQ map[string]IQHandler
 	hooks     Hooks
 	serverJID jid.JID
+	services  map[string]ServiceHandler // internal service domains
+
+	iqs pendingIQs // server-originated IQs awaiting replies
 }
 
 // New returns a router for domain.

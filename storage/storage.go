@@ -271,6 +271,10 @@ type Store interface {
 	VCards
 	PrivateXML
 	Archive
+	PushRegistrations
+	PushGateway
+	PEP
+	Blocklists
 	// Close flushes pending writes and releases the database.
 	Close() error
 }

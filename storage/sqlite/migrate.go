@@ -29,6 +29,10 @@ func schemaMigrations() []migration {
 	return []migration{
 		{name: "initial schema", up: execSQL(schemaV1)},
 		{name: "message archive", up: execSQL(schemaArchive)},
+		{name: "push registrations", up: execSQL(schemaPushRegistrations)},
+		{name: "push gateway", up: execSQL(schemaPushGateway)},
+		{name: "personal eventing", up: execSQL(schemaPEP)},
+		{name: "blocking", up: execSQL(schemaBlocking)},
 	}
 }
 
