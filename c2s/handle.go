@@ -76,6 +76,10 @@ func (s *Session) handle(ctx context.Context, el *xmpp.Element) error {
 			return nil
 		}
 	case "message":
+		// Blocking decides before the archive and carbons see the message.
+		if s.srv.cfg.Router.Filter(ctx, st) {
+			return nil
+		}
 		for _, h := range s.srv.cfg.Hooks.MessageOut {
 			if h(ctx, s, st) {
 				return nil

@@ -118,6 +118,7 @@ func (p *Service) available(ctx context.Context, s *c2s.Session, el *xmpp.Elemen
 	for _, res := range p.router.Available(user) {
 		res.Deliver(addressed(el, s.JID(), res.JID().String()))
 	}
+	p.router.PresenceIn(ctx, &router.Stanza{El: addressed(el, s.JID(), s.JID().Bare().String()), From: s.JID(), To: s.JID().Bare()})
 	if wasAvailable {
 		return
 	}
@@ -195,6 +196,7 @@ func (p *Service) broadcastUnavailable(ctx context.Context, s *c2s.Session, el *
 			other.Deliver(addressed(el, s.JID(), other.JID().String()))
 		}
 	}
+	p.router.PresenceIn(ctx, &router.Stanza{El: addressed(el, s.JID(), s.JID().Bare().String()), From: s.JID(), To: s.JID().Bare()})
 }
 
 // SessionEnded broadcasts unavailable presence for a session that ended

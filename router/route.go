@@ -19,6 +19,9 @@ func (r *Router) Route(ctx context.Context, s *Stanza) {
 		to = s.From.Bare()
 		s.To = to
 	}
+	if r.Filter(ctx, s) {
+		return
+	}
 	if s.Kind() == "iq" && r.answerIQ(s) {
 		return
 	}
@@ -124,6 +127,7 @@ func (r *Router) toBare(ctx context.Context, s *Stanza) {
 		for _, sess := range r.Available(user) {
 			sess.Deliver(s.El) // keeps its bare 'to' (RFC 6121 §8.5.2.1)
 		}
+		r.PresenceIn(ctx, s)
 	case "message":
 		r.messageToUser(ctx, s)
 	}
@@ -253,6 +257,9 @@ func (r *Router) toFull(ctx context.Context, s *Stanza) {
 			return
 		}
 		sess.Deliver(s.El)
+		if s.Kind() == "presence" {
+			r.PresenceIn(ctx, s)
+		}
 		return
 	}
 	// No such resource (RFC 6121 §8.5.3.2).
@@ -279,7 +286,7 @@ func (r *Router) Bounce(ctx context.Context, s *Stanza, serr *xmpp.StanzaError) 
 	if s.From.Domainpart() == "" {
 		return
 	}
-	r.Route(ctx, &Stanza{El: reply, From: s.To, To: s.From})
+	r.Route(ctx, &Stanza{El: reply, From: s.To, To: s.From, Filtered: true})
 }
 
 // Reply routes an IQ result (or any reply) built by a handler.

@@ -41,6 +41,9 @@ type Stanza struct {
 	To   jid.JID
 	// Origin is the local session the stanza came from, or nil.
 	Origin Session
+	// Filtered is set once the Filter hook has seen the stanza (and on
+	// errors the router generates itself, which no filter may drop).
+	Filtered bool
 }
 
 // Kind returns message, presence or iq.
@@ -89,6 +92,16 @@ type Hooks struct {
 	// the sessions in to (empty when it went to offline storage or was
 	// dropped). Carbons copy it to the user's other resources here.
 	MessageDelivered []func(ctx context.Context, s *Stanza, to []Session)
+	// Filter sees every stanza before it is routed (once: c2s calls
+	// Router.Filter before its own hooks). It returns true when it
+	// consumed the stanza, having dropped or bounced it; blocking
+	// (XEP-0191) lives here.
+	Filter func(ctx context.Context, s *Stanza) bool
+	// PresenceIn runs once for every available or unavailable presence
+	// (no subscription types, no probes) that reached a local user, from
+	// a contact or from one of the user's own resources, after delivery.
+	// s.To is the user's bare or full JID. PEP learns who is online here.
+	PresenceIn []func(ctx context.Context, s *Stanza)
 }
 
 const shardCount = 64
@@ -175,6 +188,49 @@ func (r *Router) AddMessageDelivered(h func(ctx context.Context, s *Stanza, to [
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.hooks.MessageDelivered = append(r.hooks.MessageDelivered, h)
+}
+
+// AddPresenceIn appends a PresenceIn hook.
+func (r *Router) AddPresenceIn(h func(ctx context.Context, s *Stanza)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hooks.PresenceIn = append(r.hooks.PresenceIn, h)
+}
+
+// SetFilter installs the Filter hook.
+func (r *Router) SetFilter(f func(ctx context.Context, s *Stanza) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hooks.Filter = f
+}
+
+// Filter runs the Filter hook on s unless it already ran, and reports
+// whether the hook consumed the stanza.
+func (r *Router) Filter(ctx context.Context, s *Stanza) bool {
+	if s.Filtered {
+		return false
+	}
+	s.Filtered = true
+	r.mu.RLock()
+	f := r.hooks.Filter
+	r.mu.RUnlock()
+	return f != nil && f(ctx, s)
+}
+
+// PresenceIn runs the PresenceIn hooks for an available or unavailable
+// presence that reached local user s.To. The router calls it for presence
+// it routes; the presence service calls it for the copies of a user's
+// presence it hands to the user's own resources.
+func (r *Router) PresenceIn(ctx context.Context, s *Stanza) {
+	if t := s.Type(); t != "" && t != "unavailable" {
+		return
+	}
+	r.mu.RLock()
+	hooks := r.hooks.PresenceIn
+	r.mu.RUnlock()
+	for _, h := range hooks {
+		h(ctx, s)
+	}
 }
 
 func (r *Router) shard(user string) *shard {

@@ -110,3 +110,61 @@ func TestSendIQBounceAndTimeout(t *testing.T) {
 		t.Fatalf("%d requests still tracked", n)
 	}
 }
+
+func TestFilterSeesEachStanzaOnceAndBouncesPass(t *testing.T) {
+	e := newEnv(t)
+	bob := e.session("bob@example.com/pc", true, 0)
+	alice := e.session("alice@example.com/phone", true, 0)
+	seen := 0
+	e.r.SetFilter(func(ctx context.Context, s *Stanza) bool {
+		seen++
+		// Block everything from alice to bob, bouncing it.
+		if s.From.Bare().String() == "alice@example.com" && s.To.Bare().String() == "bob@example.com" {
+			e.r.Bounce(ctx, s, xmpp.NewStanzaError(xmpp.CondNotAcceptable, ""))
+			return true
+		}
+		return false
+	})
+	msg := &Stanza{El: xmpp.NewElement(xmpp.NSClient, "message", "type", "chat", "from", "alice@example.com/phone", "to", "bob@example.com"),
+		From: jid.MustParse("alice@example.com/phone"), To: jid.MustParse("bob@example.com")}
+	if !e.r.Filter(context.Background(), msg) {
+		t.Fatal("the filter did not consume the message")
+	}
+	e.r.Route(context.Background(), msg) // already filtered: not seen again
+	if seen != 1 {
+		t.Fatalf("filter ran %d times, want 1", seen)
+	}
+	if bob.count() != 1 {
+		// Route delivered it since Filtered was set; that is the caller's
+		// contract (c2s stops after a consumed Filter).
+		t.Fatalf("bob got %d", bob.count())
+	}
+	if alice.count() != 1 || alice.last().Attr("type") != "error" {
+		t.Fatalf("alice did not get the bounce through the filter: %d", alice.count())
+	}
+}
+
+func TestPresenceInRunsForAvailableAndUnavailableOnly(t *testing.T) {
+	e := newEnv(t)
+	e.session("bob@example.com/pc", true, 0)
+	var got []string
+	e.r.AddPresenceIn(func(ctx context.Context, s *Stanza) { got = append(got, s.Type()+">"+s.To.String()) })
+	for _, typ := range []string{"", "unavailable", "subscribe", "probe"} {
+		el := xmpp.NewElement(xmpp.NSClient, "presence", "from", "alice@example.com/phone", "to", "bob@example.com")
+		if typ != "" {
+			el.SetAttr("type", typ)
+		}
+		e.r.Route(context.Background(), &Stanza{El: el, From: jid.MustParse("alice@example.com/phone"), To: jid.MustParse("bob@example.com")})
+	}
+	el := xmpp.NewElement(xmpp.NSClient, "presence", "from", "alice@example.com/phone", "to", "bob@example.com/pc")
+	e.r.Route(context.Background(), &Stanza{El: el, From: jid.MustParse("alice@example.com/phone"), To: jid.MustParse("bob@example.com/pc")})
+	want := []string{">bob@example.com", "unavailable>bob@example.com", ">bob@example.com/pc"}
+	if len(got) != len(want) {
+		t.Fatalf("PresenceIn saw %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("PresenceIn saw %v, want %v", got, want)
+		}
+	}
+}
