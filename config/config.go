@@ -28,6 +28,14 @@ type Config struct {
 	StreamManagement StreamManagement `toml:"stream_management"`
 	// Metrics configures the Prometheus metrics and health check endpoint.
 	Metrics Metrics `toml:"metrics"`
+	// Push configures XEP-0357 push notifications for the server's users.
+	Push Push `toml:"push"`
+	// PushGateway configures the built-in app server for APNs and FCM.
+	PushGateway PushGateway `toml:"push_gateway"`
+	// PEP configures personal eventing (XEP-0163).
+	PEP PEP `toml:"pep"`
+	// Blocking configures blocking (XEP-0191).
+	Blocking Blocking `toml:"blocking"`
 }
 
 // StreamManagement configures XEP-0198 on client streams.

@@ -165,4 +165,93 @@ ack_timeout = "1m0s"
 # database answer, 503 otherwise). It has no authentication: keep it on
 # loopback or a private network. An empty string disables it.
 listen = "127.0.0.1:9590"
+
+[push]
+# Push notifications (XEP-0357): a phone app that is asleep (no connection,
+# or a hibernated stream management session) is woken through the app
+# server its client registered, so that it can connect and fetch messages.
+enabled = true
+# Most devices one account may register; 0 means no limit.
+max_registrations = 10
+# Forget a registration after this many errors in a row from its app server
+# (temporary "try later" errors do not count; a success resets the count).
+max_errors = 5
+# Put the sender's address and the message text into notifications. Off by
+# default: the app server, and Apple or Google behind it, then learn neither.
+include_sender = false
+include_body = false
+# Text sent instead of the body for messages worth an alert, when
+# include_body is off. Empty sends none (the app shows its own text).
+placeholder_body = "New message"
+# Keep a push-enabled session whose connection died this long, until its
+# first important push went out, so that an iOS app woken by the push can
+# still resume it. "0s" uses the stream_management timeouts.
+hibernate_timeout = "72h0m0s"
+# How long to wait for the app server to answer a notification.
+reply_timeout = "30s"
+
+[push_gateway]
+# The built-in push gateway (app server): phone apps register their device
+# with it and it forwards wake-ups to Apple (APNs) and Google (FCM), with
+# retries and a delivery record per push ("wren push log").
+enabled = true
+# Address of the gateway; empty means "push." followed by the domain above.
+# Other servers' users reach it over federation, so give it DNS records if
+# they should.
+domain = ""
+# Pushes waiting to be sent, at most. When full, notifications are answered
+# with a "try later" error.
+queue_size = 10000
+# Pushes sent at the same time.
+workers = 8
+# Attempts per push before it is given up.
+max_attempts = 6
+# Wait between attempts: doubling from retry_base up to retry_max, with
+# jitter; a provider's Retry-After wins when longer.
+retry_base = "1s"
+retry_max = "5m0s"
+# Deadline of one call to Apple or Google.
+request_timeout = "10s"
+# How long delivery records are kept.
+record_retention = "720h0m0s"
+
+[push_gateway.apns]
+# Apple Push Notification service. Token authentication: the .p8 key from
+# your Apple developer account with its key id and your team id. Or a push
+# certificate (.p12 or PEM) in cert_file. Without either, iOS devices
+# cannot register.
+key_file = ""
+key_id = ""
+team_id = ""
+cert_file = ""
+cert_password = ""
+# Your app's bundle id, for devices that register without naming one.
+topic = ""
+# "production" or "development" (Apple's sandbox), for devices that
+# register without saying.
+environment = "production"
+# Send to this address instead of Apple's (for testing only).
+endpoint = ""
+
+[push_gateway.fcm]
+# Firebase Cloud Messaging: the service account JSON key of your Firebase
+# project. Without it, Android devices cannot register.
+credentials_file = ""
+# Overrides the project named in the credentials file.
+project_id = ""
+# Send to this address instead of Google's (for testing only).
+endpoint = ""
+
+[pep]
+# Personal eventing (XEP-0163): every account's own publish-subscribe
+# service, which clients use for encryption keys (OMEMO), avatars,
+# bookmarks and nicknames.
+# Most nodes one account may create.
+max_nodes = 1000
+# Most items kept in one node; a client asking for more (or "max") gets this.
+max_items = 256
+
+[blocking]
+# Blocking (XEP-0191): most entries in one user's blocklist.
+max_items = 1000
 `

@@ -72,7 +72,42 @@ func Default() *Config {
 			MaxResumeTimeout: Duration{24 * time.Hour},
 			AckTimeout:       Duration{60 * time.Second},
 		},
+		Push: Push{
+			Enabled:          true,
+			MaxRegistrations: 10,
+			MaxErrors:        5,
+			PlaceholderBody:  "New message",
+			HibernateTimeout: Duration{72 * time.Hour},
+			ReplyTimeout:     Duration{30 * time.Second},
+		},
+		PushGateway: PushGateway{
+			Enabled:         true,
+			QueueSize:       10000,
+			Workers:         8,
+			MaxAttempts:     6,
+			RetryBase:       Duration{time.Second},
+			RetryMax:        Duration{5 * time.Minute},
+			RequestTimeout:  Duration{10 * time.Second},
+			RecordRetention: Duration{30 * 24 * time.Hour},
+			APNs:            APNs{Environment: "production"},
+		},
+		PEP: PEP{
+			MaxNodes: 1000,
+			MaxItems: 256,
+		},
+		Blocking: Blocking{
+			MaxItems: 1000,
+		},
 	}
+}
+
+// PushGatewayDomain returns the push gateway's domain: PushGateway.Domain,
+// or "push." followed by the server's domain.
+func (c *Config) PushGatewayDomain() string {
+	if c.PushGateway.Domain != "" {
+		return c.PushGateway.Domain
+	}
+	return "push." + c.Domain
 }
 
 // Load reads the TOML file at path over the defaults: options the file does

@@ -173,7 +173,79 @@ func (c *Config) Validate() error {
 			sm.MaxResumeTimeout.Duration, sm.ResumeTimeout.Duration)
 	}
 
+	c.validatePush(add)
+	if c.PEP.MaxNodes < 1 || c.PEP.MaxItems < 1 {
+		add("pep.max_nodes and pep.max_items must be at least 1")
+	}
+	if c.Blocking.MaxItems < 1 {
+		add("blocking.max_items is %d: it must be at least 1", c.Blocking.MaxItems)
+	}
+
 	return errors.Join(errs...)
+}
+
+func (c *Config) validatePush(add func(string, ...any)) {
+	p := c.Push
+	if p.MaxRegistrations < 0 {
+		add("push.max_registrations is %d: it must not be negative (0 means no cap)", p.MaxRegistrations)
+	}
+	if p.MaxErrors < 1 {
+		add("push.max_errors is %d: it must be at least 1", p.MaxErrors)
+	}
+	if p.HibernateTimeout.Duration < 0 {
+		add("push.hibernate_timeout must not be negative (\"0s\" uses the stream_management timeouts)")
+	}
+	if p.ReplyTimeout.Duration < time.Second {
+		add("push.reply_timeout is %s: it must be at least 1s", p.ReplyTimeout.Duration)
+	}
+	g := c.PushGateway
+	if !g.Enabled {
+		return
+	}
+	if d := c.PushGatewayDomain(); d == c.Domain {
+		add("push_gateway.domain %q is the server's own domain: use a subdomain such as push.%s", d, c.Domain)
+	} else if _, err := jid.New("", d, ""); err != nil {
+		add("push_gateway.domain %q is not a valid domain name: %v", d, err)
+	}
+	if g.QueueSize < 1 || g.Workers < 1 || g.MaxAttempts < 1 {
+		add("push_gateway.queue_size, push_gateway.workers and push_gateway.max_attempts must be at least 1")
+	}
+	if g.RetryBase.Duration <= 0 || g.RetryMax.Duration < g.RetryBase.Duration {
+		add("push_gateway.retry_base must be positive and push_gateway.retry_max at least retry_base")
+	}
+	if g.RequestTimeout.Duration < 100*time.Millisecond {
+		add("push_gateway.request_timeout is %s: it must be at least 100ms", g.RequestTimeout.Duration)
+	}
+	if g.RecordRetention.Duration <= 0 {
+		add("push_gateway.record_retention must be positive (for example \"720h\")")
+	}
+	a := g.APNs
+	switch a.Environment {
+	case "production", "development":
+	default:
+		add("push_gateway.apns.environment %q is unknown: use production or development", a.Environment)
+	}
+	if a.KeyFile != "" {
+		if a.KeyID == "" || a.TeamID == "" {
+			add("push_gateway.apns.key_file needs push_gateway.apns.key_id and push_gateway.apns.team_id (from your Apple developer account)")
+		}
+		if err := checkReadable(a.KeyFile); err != nil {
+			add("push_gateway.apns.key_file: %v", err)
+		}
+	}
+	if a.CertFile != "" {
+		if a.KeyFile != "" {
+			add("push_gateway.apns: set key_file or cert_file, not both")
+		}
+		if err := checkReadable(a.CertFile); err != nil {
+			add("push_gateway.apns.cert_file: %v", err)
+		}
+	}
+	if f := g.FCM.CredentialsFile; f != "" {
+		if err := checkReadable(f); err != nil {
+			add("push_gateway.fcm.credentials_file: %v", err)
+		}
+	}
 }
 
 // checkAddress checks a listener address; empty means disabled and is fine.

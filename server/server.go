@@ -143,6 +143,18 @@ func (s *Server) build(cert tls.Certificate) error {
 		},
 	})
 	s.history = s.buildHistory()
+	if err := s.buildBlocking(); err != nil {
+		return err
+	}
+	if err := s.buildPEP(); err != nil {
+		return err
+	}
+	if err := s.buildPushGateway(); err != nil {
+		return err
+	}
+	if err := s.buildPush(); err != nil {
+		return err
+	}
 	s.disco.AddServerFeature(xmpp.NSSM, xmpp.NSCSI, xmpp.NSPing, xmpp.NSVersion, xmpp.NSOffline, xmpp.NSVCard, xmpp.NSPrivate, xmpp.NSRegister, "urn:xmpp:delay")
 	s.disco.AddAccountFeature(xmpp.NSPing, xmpp.NSVCard)
 
