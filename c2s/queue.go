@@ -251,6 +251,23 @@ func (q *outQueue) close() []queued {
 	return left
 }
 
+// snapshot returns the stanzas not yet acknowledged or written, oldest
+// first, including held ones.
+func (q *outQueue) snapshot() []*xmpp.Element {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]*xmpp.Element, 0, len(q.unacked)+len(q.pending)+len(q.held))
+	for _, list := range [][]queued{q.unacked, q.pending} {
+		for _, it := range list {
+			out = append(out, it.el)
+		}
+	}
+	for _, h := range q.held {
+		out = append(out, h.q.el)
+	}
+	return out
+}
+
 // depth returns the number of stanzas not yet acknowledged or written.
 func (q *outQueue) depth() int {
 	q.mu.Lock()

@@ -44,6 +44,20 @@ type Hooks struct {
 	PreAuthIQ func(ctx context.Context, iq *xmpp.Element, remoteIP string, secure bool) *xmpp.Element
 	// RegisterFeature reports whether in-band registration is advertised.
 	RegisterFeature bool
+	// Resumed runs after a hibernated or half-open session was resumed on
+	// a new connection (s is the new connection's session).
+	Resumed func(ctx context.Context, s *Session)
+	// HibernateTimeout may lengthen the time a session whose connection
+	// died is kept (push-enabled mobile clients): it returns the timeout
+	// to use, or 0 for the session's own.
+	HibernateTimeout func(s *Session) time.Duration
+	// Hibernated runs when a session hibernates, with the stanzas its
+	// client has not acknowledged. It must not block.
+	Hibernated func(s *Session, queued []*xmpp.Element)
+	// QueuedWhileHibernated runs for every stanza queued for a hibernated
+	// session (push notifications wake the device). It runs on the
+	// delivering goroutine and must not block.
+	QueuedWhileHibernated func(s *Session, el *xmpp.Element)
 }
 
 // Config configures the c2s service.

@@ -82,6 +82,9 @@ type Session struct {
 	// after the older ones and order is kept.
 	leaving   atomic.Bool
 	rerouteMu sync.Mutex
+	// hibernating mirrors state == stateHibernated for the delivery path,
+	// which reads it without the lock.
+	hibernating atomic.Bool
 	// replacedOnBind is set when a new connection bound the same full JID:
 	// the old session is torn down before the new one can send presence.
 	replacedOnBind bool
@@ -96,6 +99,8 @@ type Session struct {
 	boundAt         time.Time // when the resource was bound (kept across resumes)
 	smResumable     bool
 	hibernateTime   *time.Timer
+	hibernatedAt    time.Time
+	hibernateFor    time.Duration
 	available       bool
 	priority        int
 	presence        *xmpp.Element
@@ -241,6 +246,11 @@ func (s *Session) deliver(el *xmpp.Element) {
 		s.rerouteMu.Unlock()
 		s.reroute(queued{el: el, at: time.Now()})
 		return
+	}
+	if s.hibernating.Load() {
+		if h := s.srv.cfg.Hooks.QueuedWhileHibernated; h != nil {
+			h(s, el)
+		}
 	}
 	if overflow {
 		s.log.Warn("client does not read or acknowledge its stanzas; ending the session", "jid", s.jid.String(), "queued", s.q.depth(), "limit", s.srv.cfg.SendQueue)
@@ -391,15 +401,72 @@ func (s *Session) endConnection(ctx context.Context, clientClosed bool) {
 	hibernate := s.smResumable && !clientClosed &&
 		(s.closeErr == nil || s.closeErr.Condition == xmpp.StreamConnectionTimeout)
 	if hibernate {
+		timeout := s.smTimeout
+		if h := s.srv.cfg.Hooks.HibernateTimeout; h != nil {
+			s.mu.Unlock()
+			timeout = max(timeout, h(s))
+			s.mu.Lock()
+			if s.state == stateResumed || s.state == stateEnded {
+				s.mu.Unlock()
+				return
+			}
+		}
 		s.state = stateHibernated
-		s.hibernateTime = time.AfterFunc(s.smTimeout, s.hibernationExpired)
+		s.hibernating.Store(true)
+		s.hibernatedAt = time.Now()
+		s.hibernateFor = timeout
+		s.hibernateTime = time.AfterFunc(timeout, s.hibernationExpired)
 		s.mu.Unlock()
 		s.srv.cfg.Metrics.SMHibernated()
-		s.log.Info("client connection lost; session hibernated for resumption", "timeout", s.smTimeout, "queued", s.q.depth())
+		s.log.Info("client connection lost; session hibernated for resumption", "timeout", timeout, "queued", s.q.depth())
+		if h := s.srv.cfg.Hooks.Hibernated; h != nil {
+			h(s, s.q.snapshot())
+		}
 		return
 	}
 	s.mu.Unlock()
 	s.teardown(ctx)
+}
+
+// LimitHibernation shortens the hibernation of a session to end at most d
+// from now (a push-enabled session kept long until its device was woken).
+// It does nothing when the session is not hibernated or would end sooner.
+func (s *Session) LimitHibernation(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateHibernated || s.hibernateTime == nil {
+		return
+	}
+	now := time.Now()
+	if s.hibernatedAt.Add(s.hibernateFor).Before(now.Add(d)) {
+		return
+	}
+	s.hibernateTime.Stop()
+	s.hibernateFor = now.Add(d).Sub(s.hibernatedAt)
+	s.hibernateTime = time.AfterFunc(d, s.hibernationExpired)
+	s.log.Info("hibernated session's resumption time shortened after its device was woken", "resume_within", d)
+}
+
+// HibernatedFor returns how long the session has been hibernated and how
+// long it is kept in total; zero when it is not hibernated.
+func (s *Session) HibernatedFor() (since, timeout time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateHibernated {
+		return 0, 0
+	}
+	return time.Since(s.hibernatedAt), s.hibernateFor
+}
+
+// ResumeTimeout returns the session's normal resumption timeout (0 when it
+// cannot be resumed).
+func (s *Session) ResumeTimeout() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.smResumable {
+		return 0
+	}
+	return s.smTimeout
 }
 
 func (s *Session) hibernationExpired() {
@@ -410,7 +477,7 @@ func (s *Session) hibernationExpired() {
 	}
 	s.mu.Unlock()
 	s.srv.cfg.Metrics.SMTimedOut()
-	s.log.Info("hibernated session was not resumed in time; ending it", "timeout", s.smTimeout)
+	s.log.Info("hibernated session was not resumed in time; ending it", "timeout", s.hibernateFor)
 	s.teardown(context.Background())
 }
 
@@ -578,6 +645,7 @@ func (s *Session) teardown(ctx context.Context) {
 		return
 	}
 	s.state = stateEnded
+	s.hibernating.Store(false)
 	if s.hibernateTime != nil {
 		s.hibernateTime.Stop()
 	}

@@ -1,6 +1,7 @@
 package c2s
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"strconv"
@@ -90,6 +91,7 @@ func (s *Session) resume(el *xmpp.Element) (bool, error) {
 		return false, s.write(smFailed(xmpp.CondItemNotFound, "the session has ended", -1))
 	}
 	old.state = stateResumed
+	old.hibernating.Store(false)
 	if old.hibernateTime != nil {
 		old.hibernateTime.Stop()
 	}
@@ -139,7 +141,13 @@ func (s *Session) resume(el *xmpp.Element) (bool, error) {
 	resumed := xmpp.NewElement(xmpp.NSSM, "resumed", "previd", previd, "h", strconv.FormatUint(uint64(s.handledIn), 10))
 	s.srv.cfg.Metrics.SMResumed()
 	s.log.Info("client session resumed", "client_h", h, "resent", s.q.depth())
-	return true, s.write(resumed)
+	if err := s.write(resumed); err != nil {
+		return true, err
+	}
+	if hook := s.srv.cfg.Hooks.Resumed; hook != nil {
+		hook(context.Background(), s)
+	}
+	return true, nil
 }
 
 // handleSM processes a stream management or CSI element on a bound
