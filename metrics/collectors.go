@@ -186,3 +186,33 @@ func (o *Offline) OfflineWrite(outcome string) {
 	}
 	c.Inc()
 }
+
+// Push counts XEP-0357 notifications the server published for its users.
+type Push struct {
+	outcomes map[string]prometheus.Counter
+}
+
+// pushOutcomes are the outcome label values of wren_push_notifications_total.
+var pushOutcomes = []string{"sent", "error", "timeout", "wait", "disabled", "dropped"}
+
+func newPush(reg prometheus.Registerer) *Push {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Subsystem: "push", Name: "notifications_total",
+		Help: "Push notifications published to app servers, by outcome: sent (accepted by the app server); error (refused); timeout (no answer in push.reply_timeout); wait (app server asked to retry later); disabled (a registration was removed after errors); dropped (the push event queue was full).",
+	}, []string{"outcome"})
+	p := &Push{outcomes: map[string]prometheus.Counter{}}
+	for _, out := range pushOutcomes {
+		p.outcomes[out] = v.WithLabelValues(out)
+	}
+	reg.MustRegister(v)
+	return p
+}
+
+// Notification implements push.Metrics. Unknown outcomes count as error.
+func (p *Push) Notification(outcome string) {
+	c, ok := p.outcomes[outcome]
+	if !ok {
+		c = p.outcomes["error"]
+	}
+	c.Inc()
+}

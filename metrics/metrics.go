@@ -32,6 +32,8 @@ type Metrics struct {
 	C2S *C2S
 	// Offline receives offline storage writes.
 	Offline *Offline
+	// Push receives XEP-0357 notification outcomes.
+	Push *Push
 }
 
 // New returns the metrics of a server of the given version, with the Go
@@ -50,7 +52,7 @@ func New(version string) *Metrics {
 	})
 	info.Set(1)
 	reg.MustRegister(info)
-	return &Metrics{reg: reg, C2S: newC2S(reg), Offline: newOffline(reg)}
+	return &Metrics{reg: reg, C2S: newC2S(reg), Offline: newOffline(reg), Push: newPush(reg)}
 }
 
 // Registry returns the registry holding every metric of the server.

@@ -21,6 +21,7 @@ import (
 	"wren.im/wren/offline"
 	"wren.im/wren/presence"
 	"wren.im/wren/privatexml"
+	"wren.im/wren/push"
 	"wren.im/wren/register"
 	"wren.im/wren/roster"
 	"wren.im/wren/router"
@@ -48,6 +49,8 @@ type Server struct {
 
 	// history is carbons and the message archive (server/history.go).
 	history *history
+	// push is XEP-0357 on the server side (server/push.go); nil when off.
+	push *push.Service
 }
 
 type boundListener struct {
@@ -112,6 +115,9 @@ func (s *Server) build(cert tls.Certificate) error {
 	s.router = r
 	s.disco = disco.New(r, "Wren")
 
+	if err := s.buildPush(); err != nil {
+		return err
+	}
 	pres := presence.New(r, s.store, s.log)
 	rost := roster.New(s.store, r, pres, s.log)
 	s.roster = rost
@@ -135,8 +141,8 @@ func (s *Server) build(cert tls.Certificate) error {
 	r.HandleIQ(router.ToServer, xmpp.NSVersion, s.version)
 
 	r.SetHooks(router.Hooks{
-		Offline:         off.Store,
-		InboundPresence: pres.InboundPresence,
+		Offline:         s.pushOffline(off.Store),
+		InboundPresence: s.pushSubscriptions(pres.InboundPresence),
 		AccountExists: func(ctx context.Context, user string) bool {
 			_, err := s.store.Account(ctx, user)
 			return err == nil
@@ -152,9 +158,6 @@ func (s *Server) build(cert tls.Certificate) error {
 	if err := s.buildPushGateway(); err != nil {
 		return err
 	}
-	if err := s.buildPush(); err != nil {
-		return err
-	}
 	s.disco.AddServerFeature(xmpp.NSSM, xmpp.NSCSI, xmpp.NSPing, xmpp.NSVersion, xmpp.NSOffline, xmpp.NSVCard, xmpp.NSPrivate, xmpp.NSRegister, "urn:xmpp:delay")
 	s.disco.AddAccountFeature(xmpp.NSPing, xmpp.NSVCard)
 
@@ -166,6 +169,15 @@ func (s *Server) build(cert tls.Certificate) error {
 		MinVersion:     tls.VersionTLS12,
 		NextProtos:     []string{"xmpp-client"},
 	}
+	hooks := c2s.Hooks{
+		Presence:        pres.ClientPresence,
+		Ended:           s.history.ended(pres.SessionEnded),
+		Bound:           s.history.bound,
+		MessageOut:      []func(context.Context, *c2s.Session, *router.Stanza) bool{s.history.messageOut},
+		PreAuthIQ:       reg.PreAuthIQ,
+		RegisterFeature: cfg.Registration.Enabled,
+	}
+	s.pushHooks(&hooks)
 	c, err := c2s.New(c2s.Config{
 		Domain:                 cfg.Domain,
 		TLS:                    tlsCfg,
@@ -196,15 +208,8 @@ func (s *Server) build(cert tls.Certificate) error {
 		MaxFailureDelay:   cfg.Auth.MaxFailureDelay.Duration,
 		Accounts:          s.store,
 		Router:            r,
-		Hooks: c2s.Hooks{
-			Presence:        pres.ClientPresence,
-			Ended:           s.history.ended(pres.SessionEnded),
-			Bound:           s.history.bound,
-			MessageOut:      []func(context.Context, *c2s.Session, *router.Stanza) bool{s.history.messageOut},
-			PreAuthIQ:       reg.PreAuthIQ,
-			RegisterFeature: cfg.Registration.Enabled,
-		},
-		Logger: s.log,
+		Hooks:             hooks,
+		Logger:            s.log,
 	})
 	if err != nil {
 		return err
@@ -272,6 +277,13 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 	}
 	waitOps := s.startOps(lctx)
+	// Services keep running while sessions shut down (their queues go to
+	// offline storage and may wake devices); they stop afterwards.
+	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
+	var services sync.WaitGroup
+	if s.push != nil {
+		services.Go(func() { s.push.Run(svcCtx) })
+	}
 	s.serving.Store(true)
 	s.history.start()
 	<-lctx.Done()
@@ -284,6 +296,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err := s.c2s.Shutdown(sctx); err != nil {
 		s.log.Warn("some sessions did not end in time", "err", err)
 	}
+	stopServices()
+	services.Wait()
 	s.history.close()
 	if err := s.store.Close(); err != nil {
 		s.log.Error("closing the database failed", "err", err)
