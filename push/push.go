@@ -156,16 +156,22 @@ func (s *Service) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case ev := <-s.events:
+			// Resets and replies queued before this event come first.
+			s.runControl(ctx)
 			s.handleEvent(ctx, ev)
 		case <-s.ctrlSig:
-			s.ctrlMu.Lock()
-			fns := s.ctrl
-			s.ctrl = nil
-			s.ctrlMu.Unlock()
-			for _, f := range fns {
-				f(ctx)
-			}
+			s.runControl(ctx)
 		}
+	}
+}
+
+func (s *Service) runControl(ctx context.Context) {
+	s.ctrlMu.Lock()
+	fns := s.ctrl
+	s.ctrl = nil
+	s.ctrlMu.Unlock()
+	for _, f := range fns {
+		f(ctx)
 	}
 }
 
