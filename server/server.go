@@ -158,6 +158,9 @@ func (s *Server) build(cert tls.Certificate) error {
 	if err := s.buildPushGateway(); err != nil {
 		return err
 	}
+	if err := s.buildFederation(); err != nil {
+		return err
+	}
 	s.disco.AddServerFeature(xmpp.NSSM, xmpp.NSCSI, xmpp.NSPing, xmpp.NSVersion, xmpp.NSOffline, xmpp.NSVCard, xmpp.NSPrivate, xmpp.NSRegister, "urn:xmpp:delay")
 	s.disco.AddAccountFeature(xmpp.NSPing, xmpp.NSVCard)
 
@@ -284,6 +287,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.push != nil {
 		services.Go(func() { s.push.Run(svcCtx) })
 	}
+	waitFederation := s.startFederation(svcCtx)
 	s.serving.Store(true)
 	s.history.start()
 	<-lctx.Done()
@@ -298,6 +302,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	stopServices()
 	services.Wait()
+	waitFederation()
 	s.history.close()
 	if err := s.store.Close(); err != nil {
 		s.log.Error("closing the database failed", "err", err)
