@@ -296,3 +296,25 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// FindInDir looks in dir for the certificate of domain, in the layouts
+// operators have: dir/<domain>/fullchain.pem with privkey.pem (certbot's
+// live/ directory), or dir/<domain>.crt with dir/<domain>.key. The error
+// lists the places it looked.
+func FindInDir(dir, domain string) (certFile, keyFile string, err error) {
+	d := asciiDomain(domain)
+	candidates := [][2]string{
+		{filepath.Join(dir, d, "fullchain.pem"), filepath.Join(dir, d, "privkey.pem")},
+		{filepath.Join(dir, d+".crt"), filepath.Join(dir, d+".key")},
+	}
+	var tried []string
+	for _, c := range candidates {
+		_, errC := os.Stat(c[0])
+		_, errK := os.Stat(c[1])
+		if errC == nil && errK == nil {
+			return c[0], c[1], nil
+		}
+		tried = append(tried, c[0]+" + "+c[1])
+	}
+	return "", "", fmt.Errorf("no certificate for %s in %s: looked for %s", domain, dir, strings.Join(tried, ", "))
+}

@@ -328,3 +328,30 @@ func TestLoadOrGenerateBadFiles(t *testing.T) {
 		})
 	}
 }
+
+func TestFindInDir(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := FindInDir(dir, "example.org"); err == nil || !strings.Contains(err.Error(), "fullchain.pem") {
+		t.Fatalf("empty directory: %v, want an error naming the places looked at", err)
+	}
+	for _, f := range []string{"example.org.crt", "example.org.key"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, k, err := FindInDir(dir, "example.org")
+	if err != nil || filepath.Base(c) != "example.org.crt" || filepath.Base(k) != "example.org.key" {
+		t.Fatalf("flat layout: %s %s %v", c, k, err)
+	}
+	live := filepath.Join(dir, "example.org")
+	os.Mkdir(live, 0o700)
+	for _, f := range []string{"fullchain.pem", "privkey.pem"} {
+		if err := os.WriteFile(filepath.Join(live, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, k, err = FindInDir(dir, "example.org")
+	if err != nil || c != filepath.Join(live, "fullchain.pem") || k != filepath.Join(live, "privkey.pem") {
+		t.Fatalf("certbot layout must win: %s %s %v", c, k, err)
+	}
+}

@@ -65,6 +65,15 @@ type Log struct {
 type TLS struct {
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
+	// CertDir is a directory searched for the domain's certificate when
+	// CertFile is empty: DIR/<domain>/fullchain.pem with privkey.pem (the
+	// layout of certbot's live/ directory), or DIR/<domain>.crt with
+	// DIR/<domain>.key.
+	CertDir string `toml:"cert_dir"`
+	// WatchInterval is how often the certificate files are checked for a
+	// change (a renewal), which is then loaded without a restart; 0 turns
+	// the check off (SIGHUP and 'wren reload' still reload).
+	WatchInterval Duration `toml:"watch_interval"`
 }
 
 // C2S configures client connections.

@@ -38,6 +38,13 @@ format = "text"
 # for testing.
 cert_file = ""
 key_file = ""
+# Or a directory holding the certificate, used when cert_file is empty:
+# DIR/<domain>/fullchain.pem with DIR/<domain>/privkey.pem (point it at
+# certbot's /etc/letsencrypt/live), or DIR/<domain>.crt with DIR/<domain>.key.
+cert_dir = ""
+# How often to look for a renewed certificate in these files and load it
+# without a restart. "0s" turns it off; SIGHUP and "wren reload" always work.
+watch_interval = "1m0s"
 
 [c2s]
 # Address (host:port) where clients connect and upgrade with STARTTLS.

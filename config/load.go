@@ -26,6 +26,9 @@ func Default() *Config {
 			Level:  "info",
 			Format: "text",
 		},
+		TLS: TLS{
+			WatchInterval: Duration{time.Minute},
+		},
 		C2S: C2S{
 			Listen:                 "127.0.0.1:5222",
 			DirectTLS:              "127.0.0.1:5223",

@@ -68,6 +68,17 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if c.TLS.CertDir != "" {
+		if c.TLS.CertFile != "" {
+			add("tls.cert_dir and tls.cert_file are both set: use one of them")
+		} else if fi, err := os.Stat(c.TLS.CertDir); err != nil || !fi.IsDir() {
+			add("tls.cert_dir %q is not a readable directory", c.TLS.CertDir)
+		}
+	}
+	if c.TLS.WatchInterval.Duration < 0 {
+		add("tls.watch_interval must not be negative (\"0s\" turns the check off)")
+	}
+
 	// Client listeners.
 	if c.C2S.Listen == "" && c.C2S.DirectTLS == "" {
 		add("c2s.listen and c2s.direct_tls are both empty: clients need at least one of them to connect")

@@ -145,6 +145,12 @@ func (s *Server) startOps(ctx context.Context) (wait func()) {
 			}
 		})
 	}
+	s.reloadMu.Lock()
+	every := s.cfg.TLS.WatchInterval.Duration
+	s.reloadMu.Unlock()
+	if every > 0 {
+		wg.Go(func() { s.watchCertificate(ctx, every) })
+	}
 	if s.metricsLn != nil {
 		hs := &http.Server{
 			Handler:           s.metrics.Handler(s.health),
@@ -191,8 +197,8 @@ func (s *Server) health(ctx context.Context) error {
 
 // certSource names where the certificate of cfg comes from.
 func certSource(cfg *config.Config) string {
-	if cfg.TLS.CertFile != "" {
-		return cfg.TLS.CertFile
+	if c, _, err := certPaths(cfg); err == nil && c != "" {
+		return c
 	}
 	return filepath.Join(cfg.DataDir, "tls", cfg.Domain+".crt") + " (self-signed)"
 }

@@ -3,9 +3,13 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
+	"time"
 
 	"wren.im/wren/admin"
 	"wren.im/wren/certs"
@@ -16,7 +20,7 @@ import (
 // every other option needs a restart.
 func liveOption(option string) bool {
 	switch option {
-	case "tls.cert_file", "tls.key_file", "log.level":
+	case "tls.cert_file", "tls.key_file", "tls.cert_dir", "log.level":
 		return true
 	}
 	return false
@@ -53,7 +57,7 @@ func (s *Server) Reload(ctx context.Context) (admin.ReloadResult, error) {
 
 	// Read the certificate again even when its paths did not change: it
 	// may have been renewed in place.
-	cert, err := certs.LoadOrGenerate(next.DataDir, next.Domain, next.TLS.CertFile, next.TLS.KeyFile, s.log)
+	cert, err := loadCertificate(&next, s.log)
 	if err != nil {
 		return res, fmt.Errorf("the certificate was not reloaded; the server keeps serving the previous one: %w", err)
 	}
@@ -86,6 +90,96 @@ func (s *Server) Reload(ctx context.Context) (admin.ReloadResult, error) {
 		s.log.Warn("a changed option takes effect only after a restart", "option", c.Option, "running", c.Old, "configured", c.New)
 	}
 	return res, nil
+}
+
+// loadCertificate loads the certificate cfg names: its files, the files
+// found in its directory, or the generated self-signed one.
+func loadCertificate(cfg *config.Config, logger *slog.Logger) (tls.Certificate, error) {
+	certFile, keyFile, err := certPaths(cfg)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return certs.LoadOrGenerate(cfg.DataDir, cfg.Domain, certFile, keyFile, logger)
+}
+
+// certPaths returns the certificate and key files of cfg: the configured
+// ones, those found in tls.cert_dir, or empty for a self-signed one.
+func certPaths(cfg *config.Config) (certFile, keyFile string, err error) {
+	if cfg.TLS.CertFile != "" || cfg.TLS.CertDir == "" {
+		return cfg.TLS.CertFile, cfg.TLS.KeyFile, nil
+	}
+	c, k, err := certs.FindInDir(cfg.TLS.CertDir, cfg.Domain)
+	if err != nil {
+		return "", "", fmt.Errorf("tls.cert_dir: %w", err)
+	}
+	return c, k, nil
+}
+
+// watchCertificate reloads the certificate when its files change (a
+// renewal) until ctx ends. Only the certificate is reloaded; the
+// configuration file waits for SIGHUP or 'wren reload'.
+func (s *Server) watchCertificate(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := s.certStamp()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		stamp := s.certStamp()
+		if stamp == last {
+			continue
+		}
+		last = stamp
+		if err := s.reloadCertificate(); err != nil {
+			s.log.Error("the certificate files changed but cannot be loaded; still serving the previous certificate", "err", err)
+		}
+	}
+}
+
+// certStamp fingerprints the certificate files by path, size and
+// modification time; the self-signed certificate is not watched.
+func (s *Server) certStamp() string {
+	s.reloadMu.Lock()
+	cfg := *s.cfg
+	s.reloadMu.Unlock()
+	c, k, err := certPaths(&cfg)
+	if err != nil || c == "" {
+		return ""
+	}
+	var b strings.Builder
+	for _, p := range []string{c, k} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			fmt.Fprintf(&b, "%s:missing;", p)
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", p, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String()
+}
+
+// reloadCertificate loads the current configuration's certificate again
+// and serves it to new connections.
+func (s *Server) reloadCertificate() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	cert, err := loadCertificate(s.cfg, s.log)
+	if err != nil {
+		return err
+	}
+	old := s.certs.Leaf()
+	if err := s.certs.Set(cert); err != nil {
+		return err
+	}
+	leaf := s.certs.Leaf()
+	if !bytes.Equal(old.Raw, leaf.Raw) {
+		s.log.Info("certificate files changed; new connections get the new certificate",
+			"source", certSource(s.cfg), "serial", leaf.SerialNumber.Text(16), "expires", leaf.NotAfter)
+	}
+	return nil
 }
 
 // certInfo describes a certificate for the admin socket.

@@ -85,7 +85,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ...O
 			o.close()
 		}
 	}()
-	cert, err := certs.LoadOrGenerate(cfg.DataDir, cfg.Domain, cfg.TLS.CertFile, cfg.TLS.KeyFile, logger)
+	cert, err := loadCertificate(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
