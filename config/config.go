@@ -36,6 +36,10 @@ type Config struct {
 	PEP PEP `toml:"pep"`
 	// Blocking configures blocking (XEP-0191).
 	Blocking Blocking `toml:"blocking"`
+	// S2S configures federation with other servers.
+	S2S S2S `toml:"s2s"`
+	// Components lists the external components (XEP-0114) by domain.
+	Components map[string]Component `toml:"component"`
 }
 
 // StreamManagement configures XEP-0198 on client streams.
@@ -74,6 +78,28 @@ type TLS struct {
 	// change (a renewal), which is then loaded without a restart; 0 turns
 	// the check off (SIGHUP and 'wren reload' still reload).
 	WatchInterval Duration `toml:"watch_interval"`
+	// ACME obtains certificates automatically (Let's Encrypt).
+	ACME ACME `toml:"acme"`
+}
+
+// ACME configures automatic certificates from an ACME service such as
+// Let's Encrypt, validated with HTTP-01 challenges.
+type ACME struct {
+	// Enabled obtains and renews certificates for the domain (and the push
+	// gateway's) automatically. Off by default.
+	Enabled bool `toml:"enabled"`
+	// Email is the contact address given to the ACME service.
+	Email string `toml:"email"`
+	// DirectoryURL is the ACME directory; the default is Let's Encrypt's.
+	DirectoryURL string `toml:"directory_url"`
+	// HTTPListen is where the HTTP-01 challenges are answered; the ACME
+	// service connects to port 80 of the domain, so this must be port 80
+	// or be forwarded from it.
+	HTTPListen string `toml:"http_listen"`
+	// CAFile is a PEM file of certificates trusted for the ACME
+	// directory's HTTPS, for a private ACME service; empty uses the
+	// system's.
+	CAFile string `toml:"ca_file"`
 }
 
 // C2S configures client connections.

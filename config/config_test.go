@@ -194,8 +194,8 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:    "unknown table reported once",
-			content: "[s2s]\nlisten = \"x\"\nport = 1\n",
-			want:    []string{"line 1: unknown option s2s"},
+			content: "[muc]\nlisten = \"x\"\nport = 1\n",
+			want:    []string{"line 1: unknown option muc"},
 		},
 		{
 			name:    "several unknown keys",

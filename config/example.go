@@ -46,6 +46,23 @@ cert_dir = ""
 # without a restart. "0s" turns it off; SIGHUP and "wren reload" always work.
 watch_interval = "1m0s"
 
+[tls.acme]
+# Obtain and renew certificates automatically from Let's Encrypt (or
+# another ACME service) for the domain and the push gateway's domain,
+# instead of cert_file or cert_dir. The ACME service checks that it can
+# reach this server on port 80 of each domain (HTTP-01 challenge).
+enabled = false
+# Contact address for expiry notices from the ACME service.
+email = ""
+# ACME directory address.
+directory_url = "https://acme-v02.api.letsencrypt.org/directory"
+# Where the HTTP-01 challenges are answered: port 80, or a port that port
+# 80 is forwarded to.
+http_listen = ":80"
+# PEM file of certificates to trust for a private ACME service's HTTPS;
+# empty uses the system's trusted certificates.
+ca_file = ""
+
 [c2s]
 # Address (host:port) where clients connect and upgrade with STARTTLS.
 # "0.0.0.0:5222" or "[::]:5222" accepts clients from the network; the
@@ -261,4 +278,59 @@ max_items = 256
 [blocking]
 # Blocking (XEP-0191): most entries in one user's blocklist.
 max_items = 1000
+
+[s2s]
+# Federation: your users talk to users of other XMPP servers (Prosody,
+# ejabberd, ...) and theirs to yours. It is off until you set listen: it
+# needs a real domain with DNS records (an A/AAAA record, or SRV records
+# _xmpp-server._tcp and _xmpps-server._tcp) and, ideally, a certificate
+# that other servers trust (for example from Let's Encrypt).
+# Address (host:port) where other servers connect and upgrade with
+# STARTTLS; "0.0.0.0:5269" or "[::]:5269" to federate. Empty: off, and
+# messages to other domains are returned with remote-server-not-found.
+listen = ""
+# Address for direct TLS connections from other servers (XEP-0368, SRV
+# _xmpps-server._tcp). An empty string disables it.
+direct_tls = ""
+# Never exchange stanzas with another server over an unencrypted stream.
+require_tls = true
+# Accept only servers whose certificate is valid for their domain and
+# signed by a trusted authority (authenticated with SASL EXTERNAL). When
+# false, servers with self-signed certificates are verified with Server
+# Dialback, a DNS-based check, instead.
+require_valid_certificates = false
+# Extra certificate authorities (PEM file) trusted for other servers'
+# certificates, in addition to the system's.
+ca_file = ""
+# Longest wait for one connection attempt to one address of another server.
+connect_timeout = "10s"
+# Longest time to set up a stream with another server (DNS, connections,
+# TLS, authentication). Messages waiting for it are then returned to their
+# senders with remote-server-timeout.
+negotiate_timeout = "30s"
+# Close a stream with another server after this long without a stanza; it
+# is opened again when needed.
+idle_timeout = "10m0s"
+# Most stanzas waiting for one remote domain (while its stream is set up or
+# when it is slow); further ones are returned with resource-constraint.
+send_queue = 1000
+# When not empty, the only domains this server federates with.
+allow = []
+# Domains this server never federates with.
+deny = []
+# Address (host:port) where external components (XEP-0114, configured
+# below) connect. Opened only when at least one component is configured.
+component_listen = "127.0.0.1:5347"
+
+[s2s.addresses]
+# Connect to these addresses for these domains instead of looking them up
+# in DNS (split-horizon networks, tests). For example:
+# "chat.example.com" = "192.0.2.7:5269"
+
+[component]
+# External components (XEP-0114): separate services, such as gateways or
+# bots, that connect to component_listen and receive every stanza for
+# their own domain. One table per component, for example:
+# [component."gateway.example.org"]
+# secret = "a long random string shared with the component"
 `

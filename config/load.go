@@ -28,6 +28,10 @@ func Default() *Config {
 		},
 		TLS: TLS{
 			WatchInterval: Duration{time.Minute},
+			ACME: ACME{
+				DirectoryURL: "https://acme-v02.api.letsencrypt.org/directory",
+				HTTPListen:   ":80",
+			},
 		},
 		C2S: C2S{
 			Listen:                 "127.0.0.1:5222",
@@ -101,6 +105,18 @@ func Default() *Config {
 		Blocking: Blocking{
 			MaxItems: 1000,
 		},
+		S2S: S2S{
+			RequireTLS:       true,
+			ConnectTimeout:   Duration{10 * time.Second},
+			NegotiateTimeout: Duration{30 * time.Second},
+			IdleTimeout:      Duration{10 * time.Minute},
+			SendQueue:        1000,
+			Allow:            []string{},
+			Deny:             []string{},
+			Addresses:        map[string]string{},
+			ComponentListen:  "127.0.0.1:5347",
+		},
+		Components: map[string]Component{},
 	}
 }
 

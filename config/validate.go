@@ -75,6 +75,27 @@ func (c *Config) Validate() error {
 			add("tls.cert_dir %q is not a readable directory", c.TLS.CertDir)
 		}
 	}
+	if a := c.TLS.ACME; a.Enabled {
+		if c.TLS.CertFile != "" || c.TLS.CertDir != "" {
+			add("tls.acme.enabled is set together with tls.cert_file or tls.cert_dir: use one way to get certificates")
+		}
+		if a.HTTPListen == "" {
+			add("tls.acme.http_listen must be set: the ACME service validates the domain over HTTP on port 80")
+		} else if err := checkAddress(a.HTTPListen); err != nil {
+			add("tls.acme.http_listen %q: %v", a.HTTPListen, err)
+		}
+		if !strings.HasPrefix(a.DirectoryURL, "https://") {
+			add("tls.acme.directory_url %q must be an https:// address", a.DirectoryURL)
+		}
+		if !strings.Contains(c.Domain, ".") {
+			add("tls.acme needs a public domain name; %q has no dot", c.Domain)
+		}
+		if a.CAFile != "" {
+			if err := checkReadable(a.CAFile); err != nil {
+				add("tls.acme.ca_file: %v", err)
+			}
+		}
+	}
 	if c.TLS.WatchInterval.Duration < 0 {
 		add("tls.watch_interval must not be negative (\"0s\" turns the check off)")
 	}
@@ -185,6 +206,7 @@ func (c *Config) Validate() error {
 	}
 
 	c.validatePush(add)
+	c.validateS2S(add)
 	if c.PEP.MaxNodes < 1 || c.PEP.MaxItems < 1 {
 		add("pep.max_nodes and pep.max_items must be at least 1")
 	}

@@ -51,6 +51,8 @@ type Server struct {
 	history *history
 	// push is XEP-0357 on the server side (server/push.go); nil when off.
 	push *push.Service
+	// acme obtains certificates automatically (server/acme.go); nil when off.
+	acme *acmeState
 }
 
 type boundListener struct {
@@ -167,8 +169,11 @@ func (s *Server) build(cert tls.Certificate) error {
 	if s.certs, err = certs.NewHolder(cert); err != nil {
 		return fmt.Errorf("certificate: %w", err)
 	}
+	if err := s.buildACME(); err != nil {
+		return err
+	}
 	tlsCfg := &tls.Config{
-		GetCertificate: s.certs.GetCertificate, // swapped by Reload
+		GetCertificate: s.getCertificate, // ACME, or the holder swapped by Reload
 		MinVersion:     tls.VersionTLS12,
 		NextProtos:     []string{"xmpp-client"},
 	}
@@ -243,12 +248,18 @@ func (s *Server) listen() error {
 	if len(s.listeners) == 0 {
 		return errors.New("no listener configured: set c2s.listen or c2s.direct_tls")
 	}
+	if err := s.listenACME(); err != nil {
+		return err
+	}
 	return s.listenMetrics()
 }
 
 func (s *Server) closeListeners() {
 	for _, l := range s.listeners {
 		l.ln.Close()
+	}
+	if s.acme != nil && s.acme.ln != nil {
+		s.acme.ln.Close()
 	}
 }
 
@@ -280,6 +291,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 	}
 	waitOps := s.startOps(lctx)
+	waitACME := s.serveACME(lctx)
 	// Services keep running while sessions shut down (their queues go to
 	// offline storage and may wake devices); they stop afterwards.
 	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
@@ -294,6 +306,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.serving.Store(false)
 	wg.Wait()
 	waitOps()
+	waitACME()
 	s.log.Info("shutting down", "sessions", s.router.Count())
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
