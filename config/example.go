@@ -256,6 +256,8 @@ topic = ""
 environment = "production"
 # Send to this address instead of Apple's (for testing only).
 endpoint = ""
+# PEM certificates to trust for that address (for testing only).
+ca_file = ""
 
 [push_gateway.fcm]
 # Firebase Cloud Messaging: the service account JSON key of your Firebase
@@ -265,6 +267,8 @@ credentials_file = ""
 project_id = ""
 # Send to this address instead of Google's (for testing only).
 endpoint = ""
+# PEM certificates to trust for that address (for testing only).
+ca_file = ""
 
 [pep]
 # Personal eventing (XEP-0163): every account's own publish-subscribe

@@ -80,6 +80,9 @@ type APNs struct {
 	// Endpoint replaces Apple's address (for testing against a local
 	// server); empty uses Apple's.
 	Endpoint string `toml:"endpoint"`
+	// CAFile is a PEM file of certificates trusted for Endpoint's TLS
+	// (testing); empty uses the system's.
+	CAFile string `toml:"ca_file"`
 }
 
 // FCM configures Firebase Cloud Messaging.
@@ -91,6 +94,9 @@ type FCM struct {
 	// Endpoint replaces Google's address (for testing against a local
 	// server); empty uses Google's.
 	Endpoint string `toml:"endpoint"`
+	// CAFile is a PEM file of certificates trusted for Endpoint's TLS
+	// (testing); empty uses the system's.
+	CAFile string `toml:"ca_file"`
 }
 
 // Configured reports whether APNs credentials are set.

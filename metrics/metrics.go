@@ -34,6 +34,8 @@ type Metrics struct {
 	Offline *Offline
 	// Push receives XEP-0357 notification outcomes.
 	Push *Push
+	// PushGateway receives the push gateway's deliveries.
+	PushGateway *PushGateway
 }
 
 // New returns the metrics of a server of the given version, with the Go
@@ -52,7 +54,7 @@ func New(version string) *Metrics {
 	})
 	info.Set(1)
 	reg.MustRegister(info)
-	return &Metrics{reg: reg, C2S: newC2S(reg), Offline: newOffline(reg), Push: newPush(reg)}
+	return &Metrics{reg: reg, C2S: newC2S(reg), Offline: newOffline(reg), Push: newPush(reg), PushGateway: newPushGateway(reg)}
 }
 
 // Registry returns the registry holding every metric of the server.

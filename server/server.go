@@ -22,6 +22,7 @@ import (
 	"wren.im/wren/presence"
 	"wren.im/wren/privatexml"
 	"wren.im/wren/push"
+	"wren.im/wren/push/gateway"
 	"wren.im/wren/register"
 	"wren.im/wren/roster"
 	"wren.im/wren/router"
@@ -53,6 +54,8 @@ type Server struct {
 	push *push.Service
 	// acme obtains certificates automatically (server/acme.go); nil when off.
 	acme *acmeState
+	// gateway is the built-in push app server (server/gateway.go); nil when off.
+	gateway *gateway.Gateway
 }
 
 type boundListener struct {
@@ -296,6 +299,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	// offline storage and may wake devices); they stop afterwards.
 	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
 	var services sync.WaitGroup
+	if s.gateway != nil {
+		s.gateway.Start()
+	}
 	if s.push != nil {
 		services.Go(func() { s.push.Run(svcCtx) })
 	}
@@ -315,6 +321,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	stopServices()
 	services.Wait()
+	if s.gateway != nil {
+		s.gateway.Close() // writes the records of pushes still pending
+	}
 	waitFederation()
 	s.history.close()
 	if err := s.store.Close(); err != nil {

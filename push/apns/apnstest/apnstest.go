@@ -204,6 +204,12 @@ func (s *Server) Close() {
 	})
 }
 
+// CertPEM returns the mock's TLS certificate in PEM, for a client that
+// is configured with a CA file (the wren binary).
+func (s *Server) CertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw})
+}
+
 // CertPool returns a pool holding the mock's TLS certificate, for the
 // client's RootCAs.
 func (s *Server) CertPool() *x509.CertPool {
