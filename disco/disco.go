@@ -22,6 +22,7 @@ type Service struct {
 
 	mu              sync.RWMutex
 	serverIDs       []Identity
+	accountIDs      []Identity
 	serverFeatures  map[string]bool
 	accountFeatures map[string]bool
 	items           []Item
@@ -71,6 +72,14 @@ func (s *Service) AddServerIdentity(id Identity) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.serverIDs = append(s.serverIDs, id)
+}
+
+// AddAccountIdentity adds an identity of every account (besides
+// account/registered), such as pubsub/pep.
+func (s *Service) AddAccountIdentity(id Identity) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.accountIDs = append(s.accountIDs, id)
 }
 
 // AddItem lists a service in the server's disco#items.
@@ -160,8 +169,8 @@ func (s *Service) accountInfo(ctx context.Context, iq *router.Stanza) error {
 	}
 	s.mu.RLock()
 	features := sortedKeys(s.accountFeatures)
+	ids := append([]Identity{{Category: "account", Type: "registered"}}, s.accountIDs...)
 	s.mu.RUnlock()
-	ids := []Identity{{Category: "account", Type: "registered"}}
 	s.router.Result(ctx, iq, infoQuery("", ids, features, nil))
 	return nil
 }
