@@ -416,6 +416,11 @@ func (s *Session) negotiateBind(ctx context.Context) error {
 	f.AddChild(xmpp.NSPreApprove, "sub")
 	f.AddChild(xmpp.NSSM, "sm")
 	f.AddChild(xmpp.NSCSI, "csi")
+	if h := s.srv.cfg.Hooks.StreamFeatures; h != nil {
+		for _, el := range h() {
+			f.Append(el)
+		}
+	}
 	if err := s.write(f); err != nil {
 		return err
 	}

@@ -44,6 +44,9 @@ type Hooks struct {
 	PreAuthIQ func(ctx context.Context, iq *xmpp.Element, remoteIP string, secure bool) *xmpp.Element
 	// RegisterFeature reports whether in-band registration is advertised.
 	RegisterFeature bool
+	// StreamFeatures returns extra elements for the stream features
+	// offered after authentication (the server's entity capabilities).
+	StreamFeatures func() []*xmpp.Element
 	// Resumed runs after a hibernated or half-open session was resumed on
 	// a new connection (s is the new connection's session).
 	Resumed func(ctx context.Context, s *Session)

@@ -106,6 +106,8 @@ type Session struct {
 	presence        *xmpp.Element
 	directed        map[string]struct{}
 	rosterRequested bool
+	// blocklistRequested: the client fetched its blocklist (XEP-0191).
+	blocklistRequested bool
 }
 
 func newSession(srv *Server, conn net.Conn, directTLS bool) *Session {
@@ -213,6 +215,21 @@ func (s *Session) SetRosterRequested() {
 	s.mu.Lock()
 	s.rosterRequested = true
 	s.mu.Unlock()
+}
+
+// SetBlocklistRequested marks that the client fetched its blocklist and
+// so is interested in blocklist pushes (XEP-0191 §3.2).
+func (s *Session) SetBlocklistRequested() {
+	s.mu.Lock()
+	s.blocklistRequested = true
+	s.mu.Unlock()
+}
+
+// BlocklistRequested reports whether the client fetched its blocklist.
+func (s *Session) BlocklistRequested() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.blocklistRequested
 }
 
 // RosterRequested reports whether the client fetched its roster.

@@ -115,6 +115,7 @@ func (s *Session) resume(el *xmpp.Element) (bool, error) {
 	s.available, s.priority, s.presence = old.available, old.priority, old.presence
 	s.directed = old.directed
 	s.rosterRequested = old.rosterRequested
+	s.blocklistRequested = old.blocklistRequested
 	boundAt := old.boundAt
 	old.mu.Unlock()
 	old.iqMu.Lock()

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 
+	"wren.im/wren/caps"
 	"wren.im/wren/router"
 	"wren.im/wren/xmpp"
 )
@@ -127,19 +128,43 @@ func (s *Service) ServerInfo() ([]Identity, []string) {
 	return append([]Identity(nil), s.serverIDs...), sortedKeys(s.serverFeatures)
 }
 
+// CapsNode is the node of the server's entity capabilities (XEP-0115).
+const CapsNode = "https://wren.im"
+
+// Caps returns the server's entity capabilities element (XEP-0115) for
+// the stream features, computed from its current identities, features
+// and forms.
+func (s *Service) Caps() *xmpp.Element {
+	return caps.Element(CapsNode, s.capsVer())
+}
+
+func (s *Service) capsVer() string {
+	ids, features := s.ServerInfo()
+	s.mu.RLock()
+	forms := s.forms
+	s.mu.RUnlock()
+	cids := make([]caps.Identity, len(ids))
+	for i, id := range ids {
+		cids[i] = caps.Identity{Category: id.Category, Type: id.Type, Name: id.Name}
+	}
+	return caps.Compute(cids, features, forms)
+}
+
 func (s *Service) serverInfo(ctx context.Context, iq *router.Stanza) error {
 	if iq.Type() != "get" {
 		return xmpp.NewStanzaError(xmpp.CondNotAllowed, "")
 	}
 	node := iq.El.FirstElement().Attr("node")
-	if node != "" {
+	// The caps node#ver that the stream features announce names the
+	// same information (XEP-0115 §6.2).
+	if node != "" && node != CapsNode+"#"+s.capsVer() {
 		return xmpp.NewStanzaError(xmpp.CondItemNotFound, "no such node")
 	}
 	ids, features := s.ServerInfo()
 	s.mu.RLock()
 	forms := s.forms
 	s.mu.RUnlock()
-	s.router.Result(ctx, iq, infoQuery("", ids, features, forms))
+	s.router.Result(ctx, iq, infoQuery(node, ids, features, forms))
 	return nil
 }
 

@@ -311,6 +311,19 @@ func (s *Service) registrations(ctx context.Context, user string) ([]storage.Pus
 	return regs, nil
 }
 
+// Forget drops what the service remembers of user's registrations (the
+// account was deleted).
+func (s *Service) Forget(user string) {
+	s.forget(user)
+	s.later(func(context.Context) {
+		for k := range s.devices {
+			if k.user == user {
+				delete(s.devices, k)
+			}
+		}
+	})
+}
+
 func (s *Service) forget(user string) {
 	s.cacheMu.Lock()
 	delete(s.cache, user)

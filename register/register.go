@@ -35,6 +35,9 @@ type Config struct {
 	// before anything is deleted: the roster still exists, so contacts can
 	// be told that the user is gone.
 	BeforeRemove func(ctx context.Context, user string)
+	// AfterRemove, when set, runs after an account was deleted (features
+	// drop what they cached about it).
+	AfterRemove func(user string)
 }
 
 // Service is the registration feature.
@@ -191,6 +194,9 @@ func (s *Service) handleAccount(ctx context.Context, iq *router.Stanza) error {
 		}
 		if err := s.accounts.DeleteAccount(ctx, user); err != nil {
 			return fmt.Errorf("delete account %s: %w", user, err)
+		}
+		if s.cfg.AfterRemove != nil {
+			s.cfg.AfterRemove(user)
 		}
 		s.log.Info("account removed by its owner", "user", iq.From.Bare().String())
 		s.router.Result(ctx, iq, nil)

@@ -177,6 +177,7 @@ func (b backend) DeleteUser(ctx context.Context, user string) ([]string, error) 
 	if err := b.s.store.DeleteAccount(ctx, u.Localpart()); err != nil {
 		return nil, fmt.Errorf("deleting user %s: %w", u, err)
 	}
+	b.s.accountDeleted(u.Localpart())
 	ended := b.s.c2s.Kick(u, xmpp.NewStreamError(xmpp.StreamNotAuthorized, "your account was deleted by an administrator"))
 	out := make([]string, len(ended))
 	for i, e := range ended {

@@ -11,6 +11,7 @@ import (
 // such as Conversations look for it on the server's disco#info).
 func (s *Server) buildBlocking() error {
 	b := blocking.New(blocking.Config{MaxItems: s.cfg.Blocking.MaxItems}, s.store, s.router, s.log)
+	s.blocking = b
 	s.router.SetFilter(b.Filter)
 	s.router.HandleIQ(router.ToAccount, blocking.NS, b.HandleIQ)
 	s.disco.AddServerFeature(blocking.NS)

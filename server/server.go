@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"wren.im/wren/blocking"
 	"wren.im/wren/c2s"
 	"wren.im/wren/certs"
 	"wren.im/wren/config"
@@ -56,6 +57,10 @@ type Server struct {
 	acme *acmeState
 	// gateway is the built-in push app server (server/gateway.go); nil when off.
 	gateway *gateway.Gateway
+	// caps is the server's entity capabilities element (server/features.go).
+	caps capsFeature
+	// blocking is XEP-0191 (server/blocking.go).
+	blocking *blocking.Service
 }
 
 type boundListener struct {
@@ -140,6 +145,7 @@ func (s *Server) build(cert tls.Certificate) error {
 		PerIPWindow:       cfg.Registration.PerIPWindow.Duration,
 		ScramIterations:   cfg.Auth.ScramIterations,
 		BeforeRemove:      rost.CancelAll,
+		AfterRemove:       s.accountDeleted,
 	}, s.store, r, s.log)
 	r.HandleIQ(router.ToServer, xmpp.NSPing, s.ping)
 	r.HandleIQ(router.ToAccount, xmpp.NSPing, s.ping)
@@ -187,6 +193,7 @@ func (s *Server) build(cert tls.Certificate) error {
 		MessageOut:      []func(context.Context, *c2s.Session, *router.Stanza) bool{s.history.messageOut},
 		PreAuthIQ:       reg.PreAuthIQ,
 		RegisterFeature: cfg.Registration.Enabled,
+		StreamFeatures:  s.streamFeatures,
 	}
 	s.pushHooks(&hooks)
 	c, err := c2s.New(c2s.Config{
