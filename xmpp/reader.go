@@ -292,6 +292,11 @@ func (r *Reader) Next() (*Element, error) {
 			if err != nil {
 				return nil, err
 			}
+			if depth == 1 && el.Space == NSStream && el.Local == "stream" {
+				// A stream header inside an open stream: refuse it at once
+				// instead of waiting for an end that may never come.
+				return nil, NewStreamError(StreamBadFormat, "<stream:stream> is not allowed inside an open stream")
+			}
 			if len(stack) > 0 {
 				parent := stack[len(stack)-1]
 				parent.Children = append(parent.Children, el)

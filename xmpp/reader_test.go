@@ -87,6 +87,7 @@ func TestReaderHostile(t *testing.T) {
 		{"header xml version", `<?xml version='1.1'?>` + hdr[21:], StreamNotWellFormed},
 		{"foreign stream end", hdr + `</foo:stream>`, StreamNotWellFormed},
 		{"encoding", `<?xml version='1.0' encoding='ISO-8859-1'?>` + hdr[21:], StreamUnsupportedEncoding},
+		{"second header, never closed", hdr + `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.com'>`, StreamBadFormat},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
