@@ -45,6 +45,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./xmpp
 	$(GO) test -run '^$$' -fuzz '^FuzzStreamHeader$$' -fuzztime $(FUZZTIME) ./xmpp
 	$(GO) test -run '^$$' -fuzz '^FuzzScramServer$$' -fuzztime $(FUZZTIME) ./auth
+	$(GO) test -run '^$$' -fuzz '^FuzzParseInfo$$' -fuzztime $(FUZZTIME) ./caps
+	$(GO) test -run '^$$' -fuzz '^FuzzParseForm$$' -fuzztime $(FUZZTIME) ./adhoc
 
 bench:
 	$(GO) test -run '^$$' -bench . -skip '^BenchmarkArchivePage$$' -benchmem -count 5 ./xmpp ./auth ./storage/... ./router
