@@ -94,6 +94,9 @@ type event struct {
 	user     string
 	resource string // the hibernated session's resource; "" for offline
 	info     stanzaInfo
+	// sessionless limits the event to devices with no session at all:
+	// the message reached other resources and waits in the archive.
+	sessionless bool
 }
 
 type devKey struct{ user, service, node string }
@@ -199,6 +202,20 @@ func (s *Service) enqueue(ev event) {
 func (s *Service) Offline(ctx context.Context, user string, st *router.Stanza) {
 	if info, ok := classify(st.El); ok && s.mayHaveRegistrations(user) {
 		s.enqueue(event{user: user, info: info})
+	}
+}
+
+// Delivered is called after a message for user was delivered to some of
+// the user's sessions (and archived): devices with no session at all will
+// fetch it from the archive, so they are woken too, as Prosody and
+// ejabberd do. Devices with a hibernated session are woken by their queue.
+func (s *Service) Delivered(ctx context.Context, st *router.Stanza, to []router.Session) {
+	if len(to) == 0 {
+		return // offline storage; Offline handles it
+	}
+	user := st.To.Localpart()
+	if info, ok := classify(st.El); ok && info.important && s.mayHaveRegistrations(user) {
+		s.enqueue(event{user: user, info: info, sessionless: true})
 	}
 }
 
@@ -358,6 +375,13 @@ func (s *Service) live(user, resource string) bool {
 	return true
 }
 
+// hasSession reports whether a resource of user has a session, live or
+// hibernated.
+func (s *Service) hasSession(user, resource string) bool {
+	full, err := jid.New(user, s.router.Domain(), resource)
+	return err == nil && s.router.Session(full) != nil
+}
+
 // handleEvent runs on the worker: one stanza for a user's devices.
 func (s *Service) handleEvent(ctx context.Context, ev event) {
 	regs, err := s.registrations(ctx, ev.user)
@@ -371,6 +395,9 @@ func (s *Service) handleEvent(ctx context.Context, ev event) {
 			continue
 		}
 		if s.live(ev.user, reg.Resource) {
+			continue
+		}
+		if ev.sessionless && s.hasSession(ev.user, reg.Resource) {
 			continue
 		}
 		k := devKey{ev.user, reg.Service, reg.Node}

@@ -32,6 +32,16 @@ func (s *Server) buildPush() error {
 	return nil
 }
 
+// pushDelivered adds the push service's delivery hook; it runs after the
+// router's hooks are installed.
+func (s *Server) pushDelivered() {
+	if s.push != nil && s.cfg.Archive.Enabled {
+		// A message that reached the user's other resources is archived:
+		// devices without a session fetch it from there once woken.
+		s.router.AddMessageDelivered(s.push.Delivered)
+	}
+}
+
 // pushOffline wraps the offline hook: a stored message wakes the user's devices.
 func (s *Server) pushOffline(store func(context.Context, string, *router.Stanza) *xmpp.StanzaError) func(context.Context, string, *router.Stanza) *xmpp.StanzaError {
 	if s.push == nil {

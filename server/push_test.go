@@ -355,3 +355,26 @@ func TestPushHibernatedSession(t *testing.T) {
 	alice.message("bob@localhost", "still there?")
 	app.none(t, 300*time.Millisecond, "one push per burst")
 }
+
+// TestPushWhileAnotherResourceOnline: a message delivered to the user's
+// desktop (and archived) still wakes the phone, which has no session and
+// will fetch it from the archive; a receipt alone does not.
+func TestPushWhileAnotherResourceOnline(t *testing.T) {
+	ts := startTestServer(t, nil)
+	ts.users(t, "alice", "bob")
+	app := newFakeAppServer(t, ts, "apps.localhost")
+	alice := ts.online(t, "alice", "pc")
+	bob := ts.connect(t, "bob", "phone")
+	bob.result("set", "", pushEnable)
+	bob.closeStream()
+	ts.waitGone(t, "bob@localhost/phone")
+	desk := ts.online(t, "bob", "desk")
+
+	alice.send(`<message type='chat' to='bob@localhost'><received xmlns='urn:xmpp:receipts' id='x'/></message>`)
+	app.none(t, 300*time.Millisecond, "a receipt is not worth waking a phone whose user is at the desk")
+	alice.message("bob@localhost", "seen at the desk")
+	desk.expectMessage(alice.jid, "seen at the desk")
+	if n := app.next(t); summaryField(t, n, "message-count") != "1" {
+		t.Fatalf("notification %s", n.El)
+	}
+}

@@ -160,6 +160,7 @@ func (s *Server) build(cert tls.Certificate) error {
 		},
 	})
 	s.history = s.buildHistory()
+	s.pushDelivered()
 	if err := s.buildBlocking(); err != nil {
 		return err
 	}
