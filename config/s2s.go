@@ -144,4 +144,6 @@ func (s S2S) Federates() bool { return s.Listen != "" || s.DirectTLS != "" }
 
 // String keeps the secret out of logs and error messages that print a
 // configuration.
-func (c Component) String() string { return fmt.Sprintf("component(secret: %d characters)", len(c.Secret)) }
+func (c Component) String() string {
+	return fmt.Sprintf("component(secret: %d characters)", len(c.Secret))
+}

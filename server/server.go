@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"wren.im/wren/avatar"
 	"wren.im/wren/blocking"
 	"wren.im/wren/c2s"
 	"wren.im/wren/certs"
@@ -61,6 +62,13 @@ type Server struct {
 	caps capsFeature
 	// blocking is XEP-0191 (server/blocking.go).
 	blocking *blocking.Service
+	// presence and vcards are kept for the features that extend them
+	// (avatar conversion, server/pep.go).
+	presence *presence.Service
+	vcards   *vcard.Service
+	avatars  *avatar.Service
+	// fed is federation and external components (server/s2s.go).
+	fed federation
 }
 
 type boundListener struct {
@@ -110,6 +118,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ...O
 	}
 	if err := s.listen(); err != nil {
 		s.closeListeners()
+		s.closeFederation()
 		store.Close()
 		return nil, err
 	}
@@ -135,7 +144,8 @@ func (s *Server) build(cert tls.Certificate) error {
 	off := offline.New(s.store, cfg.Domain, cfg.Offline.MaxPerUser, s.log)
 	off.SetMetrics(s.metrics.Offline)
 	pres.OnInitialPresence(off.Deliver)
-	vcard.New(s.store, r)
+	s.vcards = vcard.New(s.store, r)
+	s.presence = pres
 	privatexml.New(s.store, r)
 	reg := register.New(register.Config{
 		Domain:            cfg.Domain,

@@ -45,7 +45,7 @@ func runServe(ctx context.Context, c *cli, cmd *command, args []string) int {
 	return serve(ctx, c, cmd, cf)
 }
 
-// addListenerFlags registers --c2s, --c2s-tls and --metrics.
+// addListenerFlags registers --c2s, --c2s-tls, --metrics and --s2s.
 func addListenerFlags(cf *configFlags) {
 	cf.override("c2s", "accept client connections (STARTTLS) on `ADDR` host:port; \"\" disables (overrides c2s.listen)",
 		func(cfg *config.Config, v string) { cfg.C2S.Listen = v })
@@ -53,6 +53,8 @@ func addListenerFlags(cf *configFlags) {
 		func(cfg *config.Config, v string) { cfg.C2S.DirectTLS = v })
 	cf.override("metrics", "serve Prometheus metrics and /healthz on `ADDR` host:port; \"\" disables (overrides metrics.listen)",
 		func(cfg *config.Config, v string) { cfg.Metrics.Listen = v })
+	cf.override("s2s", "accept connections from other servers (federation, STARTTLS) on `ADDR` host:port; \"\" turns federation off (overrides s2s.listen)",
+		func(cfg *config.Config, v string) { cfg.S2S.Listen = v })
 }
 
 // serve runs the server with the configuration cf loads.
