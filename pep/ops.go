@@ -138,8 +138,16 @@ func (s *Service) Publish(ctx context.Context, publisher jid.JID, node, id strin
 
 // publish stores an item and sends its notifications. The publisher is a
 // JID of the owner's account.
-func (s *Service) publish(ctx context.Context, publisher jid.JID, node, id string, payload *xmpp.Element, options []formValue) (string, error) {
+func (s *Service) publish(ctx context.Context, publisher jid.JID, node, id string, payload *xmpp.Element, options []formValue) (_ string, err error) {
 	owner := publisher.Localpart()
+	if h := s.opts.OnPublish; h != nil {
+		// Deferred before the lock's release, so it runs after it.
+		defer func() {
+			if err == nil {
+				h(ctx, owner, node, id, payload)
+			}
+		}()
+	}
 	defer s.lock(owner)()
 	c, exists, err := s.loadNode(ctx, owner, node)
 	if err != nil {

@@ -67,6 +67,10 @@ type Options struct {
 	QueryTimeout time.Duration
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
+	// OnPublish, when set, runs after an item was published to a node of
+	// an account (by a client or through Publish), outside the node lock.
+	// Avatar conversion (XEP-0398) uses it.
+	OnPublish func(ctx context.Context, owner, node, id string, payload *xmpp.Element)
 }
 
 // Service is the PEP service of all local accounts.

@@ -32,6 +32,15 @@ type Service struct {
 	subs    Subscriptions
 	log     *slog.Logger
 	initial []func(ctx context.Context, s *c2s.Session)
+	// decorate, when set, may add to an available presence a user sends
+	// (the avatar hash of XEP-0398) before it goes anywhere.
+	decorate func(ctx context.Context, user string, el *xmpp.Element)
+}
+
+// SetDecorator registers a function that may add to every available
+// presence a local user sends, broadcast or directed.
+func (p *Service) SetDecorator(f func(ctx context.Context, user string, el *xmpp.Element)) {
+	p.decorate = f
 }
 
 // New returns the presence service. Call SetSubscriptions before serving.
@@ -73,6 +82,9 @@ func priority(el *xmpp.Element) int {
 // c2s Presence hook).
 func (p *Service) ClientPresence(ctx context.Context, s *c2s.Session, st *router.Stanza) {
 	typ := st.Type()
+	if typ == "" && p.decorate != nil {
+		p.decorate(ctx, s.Username(), st.El)
+	}
 	if st.To.Domainpart() != "" {
 		switch {
 		case isSubscription(typ):

@@ -34,4 +34,7 @@ func (s *Server) accountDeleted(user string) {
 	if s.push != nil {
 		s.push.Forget(user)
 	}
+	if s.avatars != nil {
+		s.avatars.Forget(user)
+	}
 }

@@ -15,6 +15,13 @@ import (
 type Service struct {
 	store  storage.VCards
 	router *router.Router
+	onSet  func(ctx context.Context, owner string, vcard *xmpp.Element)
+}
+
+// OnSet registers a function run after a user stored a new vCard (avatar
+// conversion publishes its photo to PEP).
+func (s *Service) OnSet(f func(ctx context.Context, owner string, vcard *xmpp.Element)) {
+	s.onSet = f
 }
 
 // New registers the vCard handler.
@@ -36,6 +43,11 @@ func (s *Service) handle(ctx context.Context, iq *router.Stanza) error {
 		}
 		if err := s.store.SetVCard(ctx, owner, v.Bytes()); err != nil {
 			return fmt.Errorf("store vCard of %s: %w", owner, err)
+		}
+		if s.onSet != nil {
+			// Before the result: the client sees its avatar published
+			// once the vCard set is acknowledged.
+			s.onSet(ctx, owner, v)
 		}
 		s.router.Result(ctx, iq, nil)
 		return nil
