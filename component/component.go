@@ -243,6 +243,26 @@ func (c *session) serve(ctx context.Context) {
 		c.close(nil)
 	}
 	<-writerDone
+	c.bounceQueued(context.WithoutCancel(ctx))
+}
+
+// bounceQueued answers the stanzas still queued for a component that went
+// away, so that their senders learn they were not delivered.
+func (c *session) bounceQueued(ctx context.Context) {
+	for {
+		select {
+		case el := <-c.q:
+			from, errF := jid.Parse(el.Attr("from"))
+			to, errT := jid.Parse(el.Attr("to"))
+			if errF != nil || errT != nil {
+				continue
+			}
+			c.svc.cfg.Router.Bounce(ctx, &router.Stanza{El: el, From: from, To: to},
+				xmpp.NewStanzaError(xmpp.CondServiceUnavailable, c.domain+" disconnected before receiving this"))
+		default:
+			return
+		}
+	}
 }
 
 // handshake reads the stream header and <handshake/> and registers the
