@@ -285,6 +285,31 @@ func dnsConfig() *config.Config {
 	return cfg
 }
 
+// TestDNSFederation: with federation on, the s2s SRV records are checked
+// like the client ones; a record left behind while federation is off is
+// a warning.
+func TestDNSFederation(t *testing.T) {
+	cfg := dnsConfig()
+	cfg.S2S.Listen = "0.0.0.0:5270"
+	cfg.S2S.DirectTLS = "0.0.0.0:5271"
+	r := fakeResolver{
+		srv: map[string][]*net.SRV{
+			"_xmpp-client._tcp.example.org":  {{Target: "xmpp.example.org.", Port: 5222}},
+			"_xmpps-client._tcp.example.org": {{Target: "xmpp.example.org.", Port: 5223}},
+			"_xmpps-server._tcp.example.org": {{Target: "xmpp.example.org.", Port: 5271}},
+		},
+		ips: map[string][]string{"xmpp.example.org": {"192.0.2.10"}, "example.org": {"192.0.2.10"}},
+	}
+	f := DNS(context.Background(), cfg, dnsOptions(r))
+	expectFinding(t, f, Warn, "no SRV record _xmpp-server._tcp.example.org", "port 5269")
+	expectFinding(t, f, OK, "_xmpps-server._tcp.example.org points to xmpp.example.org port 5271", "an address of this machine")
+
+	cfg.S2S.Listen, cfg.S2S.DirectTLS = "", ""
+	r.srv["_xmpp-server._tcp.example.org"] = []*net.SRV{{Target: "xmpp.example.org.", Port: 5269}}
+	f = DNS(context.Background(), cfg, dnsOptions(r))
+	expectFinding(t, f, Warn, "_xmpp-server._tcp.example.org points to xmpp.example.org port 5269", "federation is off")
+}
+
 func TestDNSAllGood(t *testing.T) {
 	r := fakeResolver{
 		srv: map[string][]*net.SRV{
@@ -296,7 +321,7 @@ func TestDNSAllGood(t *testing.T) {
 	f := DNS(context.Background(), dnsConfig(), dnsOptions(r))
 	expectFinding(t, f, OK, "_xmpp-client._tcp.example.org points to xmpp.example.org port 5222", "an address of this machine")
 	expectFinding(t, f, OK, "_xmpps-client._tcp.example.org points to xmpp.example.org port 5223")
-	expectFinding(t, f, OK, "no SRV record _xmpp-server._tcp.example.org", "does not federate")
+	expectFinding(t, f, OK, "no SRV record _xmpp-server._tcp.example.org", "federation is off")
 	// The domain's own A record points elsewhere (a web server): fine
 	// with SRV records, but worth a word.
 	expectFinding(t, f, Warn, "example.org resolves to 198.51.100.1", "none of which")

@@ -123,7 +123,10 @@ func DNS(ctx context.Context, cfg *config.Config, opts Options) []Finding {
 	var out []Finding
 	clientSRV := d.srv(&out, "xmpp-client", cfg.C2S.Listen, "c2s.listen", "clients")
 	directSRV := d.srv(&out, "xmpps-client", cfg.C2S.DirectTLS, "c2s.direct_tls", "clients using direct TLS")
-	d.srv(&out, "xmpp-server", "", "", "other servers")
+	d.srv(&out, "xmpp-server", cfg.S2S.Listen, "s2s.listen", "other servers")
+	if cfg.S2S.DirectTLS != "" {
+		d.srv(&out, "xmpps-server", cfg.S2S.DirectTLS, "s2s.direct_tls", "other servers using direct TLS")
+	}
 	switch {
 	case len(ips) > 0:
 		out = append(out, d.pointsHere(domain, ips, fmt.Sprintf("%s resolves to %s", domain, joinIPs(ips))))
@@ -174,8 +177,8 @@ func (d dnsCheck) srv(out *[]Finding, service, addr, option, who string) bool {
 		switch {
 		case err != nil && !isNotFound(err):
 			add(Warn, fmt.Sprintf("the SRV lookup of %s failed: %v", name, err), "check the domain's DNS servers")
-		case service == "xmpp-server":
-			add(OK, fmt.Sprintf("no SRV record %s; Wren does not federate with other servers yet, so none is needed", name), "")
+		case service == "xmpp-server" && addr == "":
+			add(OK, fmt.Sprintf("no SRV record %s; federation is off (s2s.listen is empty), so none is needed", name), "")
 		case addr == "":
 			add(OK, fmt.Sprintf("no SRV record %s, and %s is disabled", name, option), "")
 		case port == "0":
@@ -183,6 +186,13 @@ func (d dnsCheck) srv(out *[]Finding, service, addr, option, who string) bool {
 		case service == "xmpp-client":
 			add(Warn, fmt.Sprintf("no SRV record %s: %s fall back to %s port 5222", name, who, d.domain),
 				fmt.Sprintf("add the record: %s. 3600 IN SRV 5 0 %s <host running Wren>.", name, port))
+		case service == "xmpp-server":
+			level := Warn
+			if port == "5269" {
+				level = OK
+			}
+			add(level, fmt.Sprintf("no SRV record %s: %s fall back to %s port 5269", name, who, d.domain),
+				fixIf(level, fmt.Sprintf("add the record: %s. 3600 IN SRV 5 0 %s <host running Wren>.", name, port)))
 		default:
 			add(Warn, fmt.Sprintf("no SRV record %s: %s cannot find the direct TLS port", name, who),
 				fmt.Sprintf("add the record: %s. 3600 IN SRV 5 0 %s <host running Wren>.", name, port))
@@ -202,7 +212,8 @@ func (d dnsCheck) srv(out *[]Finding, service, addr, option, who string) bool {
 		target := strings.TrimSuffix(r.Target, ".")
 		where := fmt.Sprintf("%s points to %s port %d", name, target, r.Port)
 		if addr == "" && service == "xmpp-server" {
-			add(OK, where+"; Wren does not federate yet, so it is not used", "")
+			add(Warn, where+", but federation is off here (s2s.listen is empty): other servers cannot reach your users",
+				"set s2s.listen (e.g. \"[::]:5269\") to federate, or remove the record")
 			continue
 		}
 		if port != "" && port != "0" && strconv.Itoa(int(r.Port)) != port {
