@@ -42,6 +42,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wren.im/wren/push/internal/mockprovider"
 )
 
 // Default credentials the mock expects in provider tokens.
@@ -153,11 +154,8 @@ type Server struct {
 	done chan struct{}
 	once sync.Once
 
-	mu       sync.Mutex
-	pushes   []Push
-	queue    []Reply
-	perToken map[string]Reply
-	changed  chan struct{} // closed and replaced whenever pushes grows
+	script mockprovider.Script[Reply]
+	log    mockprovider.Log[Push]
 }
 
 // New starts a mock APNs server on loopback. It is closed when the test
@@ -175,11 +173,9 @@ func New(t testing.TB, opts Options) *Server {
 		t.Fatalf("apnstest: generate signing key: %v", err)
 	}
 	s := &Server{
-		opts:     opts,
-		key:      key,
-		done:     make(chan struct{}),
-		perToken: make(map[string]Reply),
-		changed:  make(chan struct{}),
+		opts: opts,
+		key:  key,
+		done: make(chan struct{}),
 	}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
 	s.srv.EnableHTTP2 = true
@@ -248,39 +244,21 @@ func (s *Server) WriteAuthKey(t testing.TB) string {
 
 // Enqueue adds one-shot answers, used in order by the next valid requests
 // whatever their token. They take precedence over ReplyTo.
-func (s *Server) Enqueue(r ...Reply) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.queue = append(s.queue, r...)
-}
+func (s *Server) Enqueue(r ...Reply) { s.script.Enqueue(r...) }
 
 // ReplyTo sets the answer to every valid request for token when the queue
 // is empty, until changed.
-func (s *Server) ReplyTo(token string, r Reply) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.perToken[token] = r
-}
+func (s *Server) ReplyTo(token string, r Reply) { s.script.ReplyTo(token, r) }
 
 // Pushes returns a copy of the requests received so far, in order.
-func (s *Server) Pushes() []Push {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.pushes)
-}
+func (s *Server) Pushes() []Push { return s.log.All() }
 
 // Violations returns every protocol violation seen so far, each prefixed
 // with the request's path.
 func (s *Server) Violations() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, p := range s.pushes {
-		for _, v := range p.Violations {
-			out = append(out, p.Path+": "+v)
-		}
-	}
-	return out
+	return mockprovider.Violations(s.log.All(),
+		func(p Push) string { return p.Path },
+		func(p Push) []string { return p.Violations })
 }
 
 // CheckNoViolations reports every protocol violation seen so far as a test
@@ -297,50 +275,14 @@ func (s *Server) CheckNoViolations(t testing.TB) {
 // it from the test's goroutine.
 func (s *Server) WaitPushes(t testing.TB, n int, timeout time.Duration) []Push {
 	t.Helper()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		s.mu.Lock()
-		if len(s.pushes) >= n {
-			out := slices.Clone(s.pushes)
-			s.mu.Unlock()
-			return out
-		}
-		changed, got := s.changed, len(s.pushes)
-		s.mu.Unlock()
-		select {
-		case <-changed:
-		case <-timer.C:
-			t.Fatalf("apnstest: got %d pushes after %v, want %d", got, timeout, n)
-			return nil
-		}
-	}
+	return s.log.Wait(t, "apnstest", n, timeout)
 }
 
 // record appends p and wakes waiters; it returns p's index.
-func (s *Server) record(p Push) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pushes = append(s.pushes, p)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	return len(s.pushes) - 1
-}
+func (s *Server) record(p Push) { s.log.Record(p) }
 
 // answer picks the scripted reply for a valid request to token.
-func (s *Server) answer(token string) Reply {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.queue) > 0 {
-		r := s.queue[0]
-		s.queue = s.queue[1:]
-		return r
-	}
-	if r, ok := s.perToken[token]; ok {
-		return r
-	}
-	return OK()
-}
+func (s *Server) answer(token string) Reply { return s.script.Answer(token, OK()) }
 
 // violation is one thing wrong with a request, with the answer APNs gives.
 type violation struct {

@@ -42,6 +42,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wren.im/wren/push/internal/mockprovider"
 )
 
 // DefaultProjectID is the project the mock serves unless configured.
@@ -168,11 +169,10 @@ type Server struct {
 	done chan struct{}
 	once sync.Once
 
-	mu        sync.Mutex
-	pushes    []Push
-	queue     []Reply
-	perToken  map[string]Reply
-	changed   chan struct{} // closed and replaced whenever pushes grows
+	script mockprovider.Script[Reply]
+	log    mockprovider.Log[Push]
+
+	mu        sync.Mutex // guards what follows
 	saKey     *rsa.PrivateKey
 	saKeyID   string
 	issued    map[string]bool
@@ -188,11 +188,9 @@ func New(t testing.TB, opts Options) *Server {
 		opts.ProjectID = DefaultProjectID
 	}
 	s := &Server{
-		opts:     opts,
-		done:     make(chan struct{}),
-		perToken: make(map[string]Reply),
-		changed:  make(chan struct{}),
-		issued:   make(map[string]bool),
+		opts:   opts,
+		done:   make(chan struct{}),
+		issued: make(map[string]bool),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/token", s.serveToken)
@@ -325,39 +323,24 @@ func (s *Server) TokensIssued() int {
 
 // Enqueue adds one-shot answers, used in order by the next valid send
 // requests whatever their token. They take precedence over ReplyTo.
-func (s *Server) Enqueue(r ...Reply) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.queue = append(s.queue, r...)
-}
+func (s *Server) Enqueue(r ...Reply) { s.script.Enqueue(r...) }
 
 // ReplyTo sets the answer to every valid request for token when the queue
 // is empty, until changed.
-func (s *Server) ReplyTo(token string, r Reply) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.perToken[token] = r
-}
+func (s *Server) ReplyTo(token string, r Reply) { s.script.ReplyTo(token, r) }
 
 // Pushes returns a copy of the send requests received so far, in order.
-func (s *Server) Pushes() []Push {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.pushes)
-}
+func (s *Server) Pushes() []Push { return s.log.All() }
 
 // Violations returns every protocol violation seen so far, on the send and
 // the token endpoints.
 func (s *Server) Violations() []string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	out := slices.Clone(s.authFails)
-	for _, p := range s.pushes {
-		for _, v := range p.Violations {
-			out = append(out, p.Path+": "+v)
-		}
-	}
-	return out
+	s.mu.Unlock()
+	return append(out, mockprovider.Violations(s.log.All(),
+		func(p Push) string { return p.Path },
+		func(p Push) []string { return p.Violations })...)
 }
 
 // CheckNoViolations reports every protocol violation seen so far as a test
@@ -374,47 +357,12 @@ func (s *Server) CheckNoViolations(t testing.TB) {
 // Call it from the test's goroutine.
 func (s *Server) WaitPushes(t testing.TB, n int, timeout time.Duration) []Push {
 	t.Helper()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		s.mu.Lock()
-		if len(s.pushes) >= n {
-			out := slices.Clone(s.pushes)
-			s.mu.Unlock()
-			return out
-		}
-		changed, got := s.changed, len(s.pushes)
-		s.mu.Unlock()
-		select {
-		case <-changed:
-		case <-timer.C:
-			t.Fatalf("fcmtest: got %d pushes after %v, want %d", got, timeout, n)
-			return nil
-		}
-	}
+	return s.log.Wait(t, "fcmtest", n, timeout)
 }
 
-func (s *Server) record(p Push) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pushes = append(s.pushes, p)
-	close(s.changed)
-	s.changed = make(chan struct{})
-}
+func (s *Server) record(p Push) { s.log.Record(p) }
 
-func (s *Server) answer(token string) Reply {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.queue) > 0 {
-		r := s.queue[0]
-		s.queue = s.queue[1:]
-		return r
-	}
-	if r, ok := s.perToken[token]; ok {
-		return r
-	}
-	return OK()
-}
+func (s *Server) answer(token string) Reply { return s.script.Answer(token, OK()) }
 
 // violation is one thing wrong with a request, with the answer FCM gives.
 type violation struct {
