@@ -427,36 +427,29 @@ func (s *Service) setConfig(ctx context.Context, iq *router.Stanza, req *xmpp.El
 
 // deleteNode handles <delete/>.
 func (s *Service) deleteNode(ctx context.Context, iq *router.Stanza, req *xmpp.Element) error {
-	node := req.Attr("node")
-	if err := validNode(node); err != nil {
-		return err
-	}
-	owner := iq.To.Localpart()
-	defer s.lock(owner)()
-	c, exists, err := s.loadNode(ctx, owner, node)
-	if err != nil {
-		return err
-	}
-	if !exists {
-		return errNoNode
-	}
-	if err := s.store.DeletePEPNode(ctx, owner, node); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return errNoNode
-		}
-		return err
-	}
-	if c.NotifyDelete && c.DeliverNotifications {
-		ev := xmpp.NewElement(NSEvent, "event")
-		ev.AddChild(NSEvent, "delete", "node", node)
-		s.notify(ctx, owner, node, c, ev)
-	}
-	s.router.Result(ctx, iq, nil)
-	return nil
+	return s.ownerAction(ctx, iq, req, "delete",
+		func(c nodeConfig) bool { return c.NotifyDelete && c.DeliverNotifications },
+		func(owner, node string) error {
+			err := s.store.DeletePEPNode(ctx, owner, node)
+			if errors.Is(err, storage.ErrNotFound) {
+				return errNoNode
+			}
+			return err
+		})
 }
 
 // purge handles <purge/>.
 func (s *Service) purge(ctx context.Context, iq *router.Stanza, req *xmpp.Element) error {
+	return s.ownerAction(ctx, iq, req, "purge",
+		func(c nodeConfig) bool { return c.DeliverNotifications },
+		func(owner, node string) error { return s.store.PurgePEPNode(ctx, owner, node) })
+}
+
+// ownerAction runs act on an existing node of the account, under the
+// account's lock, then sends the <event/> child named event to the
+// node's subscribers when notify says so, and answers the request.
+func (s *Service) ownerAction(ctx context.Context, iq *router.Stanza, req *xmpp.Element, event string,
+	notify func(nodeConfig) bool, act func(owner, node string) error) error {
 	node := req.Attr("node")
 	if err := validNode(node); err != nil {
 		return err
@@ -470,12 +463,12 @@ func (s *Service) purge(ctx context.Context, iq *router.Stanza, req *xmpp.Elemen
 	if !exists {
 		return errNoNode
 	}
-	if err := s.store.PurgePEPNode(ctx, owner, node); err != nil {
+	if err := act(owner, node); err != nil {
 		return err
 	}
-	if c.DeliverNotifications {
+	if notify(c) {
 		ev := xmpp.NewElement(NSEvent, "event")
-		ev.AddChild(NSEvent, "purge", "node", node)
+		ev.AddChild(NSEvent, event, "node", node)
 		s.notify(ctx, owner, node, c, ev)
 	}
 	s.router.Result(ctx, iq, nil)
