@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"sort"
+	"strings"
 )
 
 // Metrics configures the HTTP endpoint for Prometheus metrics (/metrics)
@@ -47,12 +49,32 @@ func diffStruct(a, b reflect.Value, prefix string, out *[]Change) {
 		if reflect.DeepEqual(av.Interface(), bv.Interface()) {
 			continue
 		}
-		*out = append(*out, Change{Option: prefix + name, Old: formatValue(av), New: formatValue(bv)})
+		c := Change{Option: prefix + name, Old: formatValue(av), New: formatValue(bv)}
+		if secret(name) {
+			c.Old, c.New = "(hidden)", "(hidden)"
+		}
+		*out = append(*out, c)
 	}
 }
 
-// formatValue writes a value as it would appear in the TOML file.
+// secret reports whether an option holds a password or key material that
+// must not be printed or logged.
+func secret(name string) bool {
+	return strings.Contains(name, "password") || strings.Contains(name, "secret")
+}
+
+// formatValue writes a value as it would appear in the TOML file. Tables
+// keyed by name (components) are shown by their keys only: their values
+// hold secrets.
 func formatValue(v reflect.Value) string {
+	if v.Kind() == reflect.Map {
+		keys := make([]string, 0, v.Len())
+		for _, k := range v.MapKeys() {
+			keys = append(keys, fmt.Sprint(k.Interface()))
+		}
+		sort.Strings(keys)
+		return "[" + strings.Join(keys, ", ") + "] (values hidden)"
+	}
 	switch x := v.Interface().(type) {
 	case string:
 		return fmt.Sprintf("%q", x)

@@ -55,3 +55,17 @@ func TestValidateMetrics(t *testing.T) {
 		t.Errorf("metrics.listen on the c2s port: %v", err)
 	}
 }
+
+func TestDiffHidesSecrets(t *testing.T) {
+	a, b := Default(), Default()
+	b.PushGateway.APNs.CertPassword = "hunter2"
+	b.Components = map[string]Component{"bot.example.org": {Secret: "s3cret"}}
+	for _, c := range Diff(a, b) {
+		if strings.Contains(c.Old+c.New, "hunter2") || strings.Contains(c.Old+c.New, "s3cret") {
+			t.Fatalf("a secret is shown in the diff: %+v", c)
+		}
+	}
+	if len(Diff(a, b)) != 2 {
+		t.Fatalf("diff %+v, want the two changed options", Diff(a, b))
+	}
+}

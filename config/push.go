@@ -103,7 +103,7 @@ type FCM struct {
 func (a APNs) Configured() bool { return a.KeyFile != "" || a.CertFile != "" }
 
 // Configured reports whether FCM credentials are set.
-func (f FCM) Configured() bool { return f.CredentialsFile != "" || f.ProjectID != "" }
+func (f FCM) Configured() bool { return f.CredentialsFile != "" }
 
 // PEP configures personal eventing (XEP-0163): the per-account publish-
 // subscribe service that carries OMEMO keys, avatars, bookmarks and nicknames.

@@ -262,9 +262,20 @@ func (c *Config) validatePush(add func(string, ...any)) {
 		if a.KeyID == "" || a.TeamID == "" {
 			add("push_gateway.apns.key_file needs push_gateway.apns.key_id and push_gateway.apns.team_id (from your Apple developer account)")
 		}
+		if a.Topic == "" {
+			add("push_gateway.apns.topic must be your app's bundle id (like im.example.chat) with token authentication (key_file)")
+		}
+		for _, f := range []struct{ name, v string }{{"key_id", a.KeyID}, {"team_id", a.TeamID}} {
+			if f.v != "" && !appleID(f.v) {
+				add("push_gateway.apns.%s %q is not an Apple id: 10 capital letters and digits, as shown in your developer account", f.name, f.v)
+			}
+		}
 		if err := checkReadable(a.KeyFile); err != nil {
 			add("push_gateway.apns.key_file: %v", err)
 		}
+	}
+	if a.KeyFile == "" && (a.KeyID != "" || a.TeamID != "") {
+		add("push_gateway.apns.key_id and team_id are set but key_file is not: give the .p8 key file too")
 	}
 	if a.CertFile != "" {
 		if a.KeyFile != "" {
@@ -274,11 +285,27 @@ func (c *Config) validatePush(add func(string, ...any)) {
 			add("push_gateway.apns.cert_file: %v", err)
 		}
 	}
+	if g.FCM.ProjectID != "" && g.FCM.CredentialsFile == "" {
+		add("push_gateway.fcm.project_id is set but credentials_file is not: FCM needs the service account key of the project")
+	}
 	if f := g.FCM.CredentialsFile; f != "" {
 		if err := checkReadable(f); err != nil {
 			add("push_gateway.fcm.credentials_file: %v", err)
 		}
 	}
+}
+
+// appleID reports whether s looks like an Apple key or team id.
+func appleID(s string) bool {
+	if len(s) != 10 {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkAddress checks a listener address; empty means disabled and is fine.
