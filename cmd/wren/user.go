@@ -55,7 +55,7 @@ func userDelCommand() *command {
 		name:    "user del",
 		args:    "USER [options]",
 		summary: "delete a user account and all its data",
-		help:    "Deletes the account with its roster, pending subscription requests,\noffline messages, vCard and private XML storage. This cannot be undone.\nWhen the server is running, the user's contacts are told and the user's\nsessions end.\n\n" + userArgsHelp,
+		help:    "Deletes the account with its roster, pending subscription requests,\noffline messages, message archive, vCard, private XML storage, PEP nodes\n(keys, avatar, bookmarks), blocklist and push registrations. Devices it\nregistered at the push gateway keep their delivery records until they\nexpire. This cannot be undone.\nWhen the server is running, the user's contacts are told and the user's\nsessions end.\n\n" + userArgsHelp,
 		run:     runUserDel,
 	}
 }
