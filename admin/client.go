@@ -176,3 +176,29 @@ func (c *Client) Reload(ctx context.Context) (ReloadResult, error) {
 	err := c.Call(ctx, CmdReload, nil, &r)
 	return r, err
 }
+
+// PushLog returns the push gateway's delivery records matching q, newest
+// first.
+func (c *Client) PushLog(ctx context.Context, q PushLogQuery) ([]PushRecord, error) {
+	var recs []PushRecord
+	err := c.Call(ctx, CmdPushLog, q, &recs)
+	return recs, err
+}
+
+// PushDevices lists the devices an account (a user name or a bare JID)
+// registered with the push gateway, without their secrets.
+func (c *Client) PushDevices(ctx context.Context, owner string) (PushDeviceList, error) {
+	var list PushDeviceList
+	err := c.Call(ctx, CmdPushDevices, pushOwnerArgs{Owner: owner}, &list)
+	return list, err
+}
+
+// PushTest sends a test push to each device of an account (a user name or
+// a bare JID) and returns the outcome of each. The server waits for the
+// providers up to the gateway's request_timeout and a few seconds more:
+// give ctx a deadline beyond that.
+func (c *Client) PushTest(ctx context.Context, owner string) (PushTestReport, error) {
+	var r PushTestReport
+	err := c.Call(ctx, CmdPushTest, pushOwnerArgs{Owner: owner}, &r)
+	return r, err
+}

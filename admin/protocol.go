@@ -1,8 +1,8 @@
 // Package admin is the local administration channel of a running Wren
 // server: a Unix socket in the data directory, readable and writable by
 // the server's own user only, that speaks JSON lines. The wren command
-// uses it for status, session listing and kicking, reloads, and user
-// management while the server runs.
+// uses it for status, session listing and kicking, reloads, user
+// management and the push gateway's records while the server runs.
 //
 // Each request is one line holding a JSON object {"command": ..., "args":
 // {...}}; the server answers each with one line {"ok": true, "result":
@@ -32,6 +32,11 @@ const (
 	CmdUserDel     = "user.del"
 	CmdUserList    = "user.list"
 	CmdReload      = "reload"
+	// The push gateway's delivery records, devices and test pushes
+	// (push.go).
+	CmdPushLog     = "push.log"
+	CmdPushDevices = "push.devices"
+	CmdPushTest    = "push.test"
 )
 
 // Request is one line sent to the socket.
@@ -109,6 +114,18 @@ type Backend interface {
 	ListUsers(ctx context.Context) ([]string, error)
 	// Reload re-reads the configuration and the certificate.
 	Reload(ctx context.Context) (ReloadResult, error)
+
+	// The push gateway: owner is a user name of this server or a bare
+	// JID. Each fails with ErrPushGatewayDisabled when the server runs
+	// without the gateway.
+
+	// PushLog returns the delivery records matching f, newest first.
+	PushLog(ctx context.Context, f PushLogFilter) ([]PushRecord, error)
+	// PushDevices lists the devices owner registered, oldest first.
+	PushDevices(ctx context.Context, owner string) (PushDeviceList, error)
+	// PushTest sends a test push to each device of owner and waits
+	// (bounded) for the outcome of each first attempt.
+	PushTest(ctx context.Context, owner string) (PushTestReport, error)
 }
 
 // Status describes the running server.

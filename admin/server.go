@@ -268,6 +268,41 @@ func (s *Server) dispatch(ctx context.Context, b Backend, req Request) (any, err
 	case CmdReload:
 		s.log.Info("admin: reload requested")
 		return b.Reload(ctx)
+	case CmdPushLog:
+		var q PushLogQuery
+		if err := decode(&q); err != nil {
+			return nil, err
+		}
+		f, err := q.filter(time.Now())
+		if err != nil {
+			return nil, err
+		}
+		recs, err := b.PushLog(ctx, f)
+		if recs == nil {
+			recs = []PushRecord{}
+		}
+		return recs, err
+	case CmdPushDevices, CmdPushTest:
+		var a pushOwnerArgs
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		if a.Owner == "" {
+			return nil, fmt.Errorf("%w: %s needs the account (owner)", ErrBadRequest, req.Command)
+		}
+		if req.Command == CmdPushDevices {
+			list, err := b.PushDevices(ctx, a.Owner)
+			if list.Devices == nil {
+				list.Devices = []PushDevice{}
+			}
+			return list, err
+		}
+		s.log.Info("admin: sending test pushes", "owner", a.Owner)
+		report, err := b.PushTest(ctx, a.Owner)
+		if report.Results == nil {
+			report.Results = []PushTestResult{}
+		}
+		return report, err
 	}
 	return nil, fmt.Errorf("%w: %q (is the wren command newer than the running server?)", ErrUnknownCommand, req.Command)
 }
