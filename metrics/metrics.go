@@ -105,3 +105,37 @@ func (m *Metrics) Handler(health HealthFunc) http.Handler {
 	})
 	return mux
 }
+
+// LabeledValue is one sample of a gauge with labels.
+type LabeledValue struct {
+	Labels []string
+	Value  float64
+}
+
+// GaugeVecFunc registers a gauge with labels whose samples fn computes at
+// each scrape (streams per federated peer). name is prefixed with "wren_".
+func (m *Metrics) GaugeVecFunc(name, help string, labels []string, fn func() []LabeledValue) error {
+	c := &gaugeVecFunc{
+		desc: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil),
+		fn:   fn,
+	}
+	if err := m.reg.Register(c); err != nil {
+		return fmt.Errorf("metrics: registering %s_%s: %w", Namespace, name, err)
+	}
+	return nil
+}
+
+type gaugeVecFunc struct {
+	desc *prometheus.Desc
+	fn   func() []LabeledValue
+}
+
+func (g *gaugeVecFunc) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *gaugeVecFunc) Collect(ch chan<- prometheus.Metric) {
+	for _, v := range g.fn() {
+		if m, err := prometheus.NewConstMetric(g.desc, prometheus.GaugeValue, v.Value, v.Labels...); err == nil {
+			ch <- m
+		}
+	}
+}

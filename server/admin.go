@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -35,6 +37,8 @@ func (b backend) Status(ctx context.Context) (admin.Status, error) {
 		UptimeSeconds: time.Since(s.started).Seconds(),
 		Connections:   admin.Connections{C2S: s.c2s.Connections()},
 	}
+	fed := s.FederationStatus()
+	st.Connections.S2S = len(fed.Outgoing) + len(fed.Incoming)
 	for _, info := range s.c2s.Sessions("") {
 		st.Sessions++
 		if info.State == c2s.StateHibernated {
@@ -49,6 +53,10 @@ func (b backend) Status(ctx context.Context) (admin.Status, error) {
 			service = "c2s direct TLS"
 		}
 		st.Listeners = append(st.Listeners, admin.Listener{Service: service, Addr: l.ln.Addr().String()})
+	}
+	fedAddrs := s.FederationAddrs()
+	for _, what := range slices.Sorted(maps.Keys(fedAddrs)) {
+		st.Listeners = append(st.Listeners, admin.Listener{Service: what, Addr: fedAddrs[what].String()})
 	}
 	if a := s.MetricsAddr(); a != nil {
 		st.Listeners = append(st.Listeners, admin.Listener{Service: "metrics", Addr: a.String()})

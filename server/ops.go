@@ -131,7 +131,26 @@ func (s *Server) registerGauges() error {
 			func() float64 { return float64(s.router.Count()) }),
 		s.metrics.GaugeFunc("c2s_sessions_hibernated", "Client sessions whose connection is gone, kept for a stream management resume.",
 			func() float64 { return float64(s.c2s.Hibernated()) }),
+		s.metrics.GaugeVecFunc("s2s_streams", "Streams with other servers, by direction (in, out) and peer domain.",
+			[]string{"direction", "peer"}, s.s2sStreams),
 	)
+}
+
+// s2sStreams counts the federation streams per direction and peer.
+func (s *Server) s2sStreams() []metrics.LabeledValue {
+	st := s.FederationStatus()
+	count := map[[2]string]float64{}
+	for _, o := range st.Outgoing {
+		count[[2]string{"out", o.Remote}]++
+	}
+	for _, in := range st.Incoming {
+		count[[2]string{"in", in.Remote}]++
+	}
+	out := make([]metrics.LabeledValue, 0, len(count))
+	for k, v := range count {
+		out = append(out, metrics.LabeledValue{Labels: []string{k[0], k[1]}, Value: v})
+	}
+	return out
 }
 
 // startOps serves the admin socket and the metrics endpoint until ctx is

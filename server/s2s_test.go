@@ -143,6 +143,17 @@ func TestFederationDialback(t *testing.T) {
 	if out, in := authOf(a.FederationStatus(), "a.example", "b.example"); out != "dialback" || in != "dialback" {
 		t.Errorf("a's streams with b: out %q, in %q; want dialback both", out, in)
 	}
+	// The metrics and the admin status count the streams by peer.
+	got := map[string]float64{}
+	for _, v := range a.s2sStreams() {
+		got[strings.Join(v.Labels, " ")] = v.Value
+	}
+	if got["out b.example"] != 1 || got["in b.example"] != 1 {
+		t.Errorf("wren_s2s_streams samples %v, want one stream each way with b.example", got)
+	}
+	if st, err := (backend{a.Server}).Status(t.Context()); err != nil || st.Connections.S2S != 2 {
+		t.Errorf("admin status counts %d s2s streams (%v), want 2", st.Connections.S2S, err)
+	}
 }
 
 func TestFederationExternal(t *testing.T) {
