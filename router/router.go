@@ -169,11 +169,30 @@ func (r *Router) HandleIQ(target Target, ns string, h IQHandler) {
 	}
 }
 
-// SetHooks installs the routing hooks. Call it before serving.
+// SetHooks installs the routing hooks set in h. Call it before serving.
+// Hooks already installed by features stay: list hooks are appended to,
+// and a single hook is replaced only when h sets it.
 func (r *Router) SetHooks(h Hooks) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.hooks = h
+	if h.Offline != nil {
+		r.hooks.Offline = h.Offline
+	}
+	if h.InboundPresence != nil {
+		r.hooks.InboundPresence = h.InboundPresence
+	}
+	if h.AccountExists != nil {
+		r.hooks.AccountExists = h.AccountExists
+	}
+	if h.Remote != nil {
+		r.hooks.Remote = h.Remote
+	}
+	if h.Filter != nil {
+		r.hooks.Filter = h.Filter
+	}
+	r.hooks.MessageIn = append(r.hooks.MessageIn, h.MessageIn...)
+	r.hooks.MessageDelivered = append(r.hooks.MessageDelivered, h.MessageDelivered...)
+	r.hooks.PresenceIn = append(r.hooks.PresenceIn, h.PresenceIn...)
 }
 
 // AddMessageIn appends a MessageIn hook.

@@ -168,3 +168,21 @@ func TestPresenceInRunsForAvailableAndUnavailableOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestSetHooksKeepsFeatureHooks(t *testing.T) {
+	e := newEnv(t) // installs Offline and AccountExists
+	var order []string
+	e.r.AddMessageIn(func(ctx context.Context, s *Stanza) bool { order = append(order, "feature"); return false })
+	e.r.SetHooks(Hooks{MessageIn: []func(context.Context, *Stanza) bool{
+		func(ctx context.Context, s *Stanza) bool { order = append(order, "core"); return false },
+	}})
+	msg := &Stanza{El: xmpp.NewElement(xmpp.NSClient, "message", "type", "chat"), From: jid.MustParse("bob@example.com/x"), To: jid.MustParse("alice@example.com")}
+	e.r.Route(context.Background(), msg)
+	if len(order) != 2 || order[0] != "feature" || order[1] != "core" {
+		t.Fatalf("MessageIn hooks ran %v, want the feature's and then the core's", order)
+	}
+	// The earlier Offline hook is still installed: alice is offline.
+	if len(e.offline) != 1 {
+		t.Fatalf("offline got %d, want the message", len(e.offline))
+	}
+}
