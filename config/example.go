@@ -213,6 +213,9 @@ placeholder_body = "New message"
 hibernate_timeout = "72h0m0s"
 # How long to wait for the app server to answer a notification.
 reply_timeout = "30s"
+# After a temporary error ("try later", or no answer) the notification is
+# sent again after this long, doubling with each try, up to 5 tries.
+retry_interval = "30s"
 
 [push_gateway]
 # The built-in push gateway (app server): phone apps register their device

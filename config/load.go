@@ -86,6 +86,7 @@ func Default() *Config {
 			PlaceholderBody:  "New message",
 			HibernateTimeout: Duration{72 * time.Hour},
 			ReplyTimeout:     Duration{30 * time.Second},
+			RetryInterval:    Duration{30 * time.Second},
 		},
 		PushGateway: PushGateway{
 			Enabled:         true,

@@ -29,6 +29,10 @@ type Push struct {
 	// ReplyTimeout is how long the server waits for the app server's answer
 	// to a notification before counting it as a temporary error.
 	ReplyTimeout Duration `toml:"reply_timeout"`
+	// RetryInterval is how long after a temporary error (a "wait" answer
+	// or none) the notification is sent again; it doubles with each try,
+	// up to 5 tries.
+	RetryInterval Duration `toml:"retry_interval"`
 }
 
 // PushGateway configures the built-in push gateway (app server): it takes

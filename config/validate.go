@@ -231,6 +231,9 @@ func (c *Config) validatePush(add func(string, ...any)) {
 	if p.ReplyTimeout.Duration < time.Second {
 		add("push.reply_timeout is %s: it must be at least 1s", p.ReplyTimeout.Duration)
 	}
+	if p.RetryInterval.Duration < 10*time.Millisecond {
+		add("push.retry_interval is %s: it must be at least 10ms (for example \"30s\")", p.RetryInterval.Duration)
+	}
 	g := c.PushGateway
 	if !g.Enabled {
 		return

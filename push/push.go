@@ -47,7 +47,13 @@ type Config struct {
 	HibernateTimeout time.Duration
 	// ReplyTimeout bounds the wait for the app server's answer.
 	ReplyTimeout time.Duration
+	// RetryInterval is the first wait before a notification that met a
+	// temporary error is sent again (doubling, maxWaitRetries tries).
+	RetryInterval time.Duration
 }
+
+// maxWaitRetries bounds the retries after temporary errors.
+const maxWaitRetries = 5
 
 // Metrics counts what the push service does. Outcomes: "sent", "error",
 // "timeout", "wait", "disabled", "dropped".
@@ -111,6 +117,8 @@ type device struct {
 
 	inflight          bool // a notification awaits the app server's reply
 	inflightImportant bool
+	retries           int  // temporary errors in a row
+	retryPending      bool // a retry is scheduled
 	pushed            bool // a notification reached the app server
 	pushedImportant   bool
 	dirty             bool // stanzas arrived while inflight
@@ -129,6 +137,9 @@ func New(cfg Config, store storage.PushRegistrations, r *router.Router, logger *
 	}
 	if cfg.ReplyTimeout <= 0 {
 		cfg.ReplyTimeout = 30 * time.Second
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = 30 * time.Second
 	}
 	s := &Service{
 		cfg:     cfg,
@@ -503,12 +514,14 @@ func (s *Service) handleReply(ctx context.Context, k devKey, reply *router.Stanz
 	switch {
 	case reply == nil:
 		s.metrics.Notification("timeout")
-		s.log.Warn("push app server did not answer in time; will try again with the next stanza", "user", k.user, "service", k.service, "timeout", s.cfg.ReplyTimeout)
+		s.log.Warn("push app server did not answer in time; will try again", "user", k.user, "service", k.service, "timeout", s.cfg.ReplyTimeout)
+		s.retryLater(k, d)
 		return
 	case reply.Type() == "result":
 		s.metrics.Notification("sent")
 		s.log.Debug("push notification sent", "user", k.user, "service", k.service, "important", important, "took", took)
 		d.pushed = true
+		d.retries = 0
 		if important {
 			d.pushedImportant = true
 			d.important = false
@@ -525,7 +538,8 @@ func (s *Service) handleReply(ctx context.Context, k devKey, reply *router.Stanz
 	serr := errorOf(reply.El)
 	if serr.Type == "wait" {
 		s.metrics.Notification("wait")
-		s.log.Info("push app server asked to wait; will try again with the next stanza", "user", k.user, "service", k.service, "condition", serr.Condition)
+		s.log.Info("push app server asked to wait; will try again", "user", k.user, "service", k.service, "condition", serr.Condition)
+		s.retryLater(k, d)
 		return
 	}
 	s.metrics.Notification("error")
@@ -544,6 +558,49 @@ func (s *Service) handleReply(ctx context.Context, k devKey, reply *router.Stanz
 	}
 	s.log.Warn("push app server refused a notification", "user", k.user, "service", k.service, "condition", serr.Condition, "text", serr.Text, "errors", n, "max_errors", s.cfg.MaxErrors)
 	s.setErrors(ctx, k, n)
+}
+
+// retryLater sends the device's notification again after a temporary
+// error, waiting RetryInterval and doubling it with each try. A new stanza
+// for the device may send it sooner.
+func (s *Service) retryLater(k devKey, d *device) {
+	if d.retryPending || d.retries >= maxWaitRetries {
+		if d.retries >= maxWaitRetries {
+			s.log.Warn("push app server kept failing temporarily; giving up until the next stanza", "user", k.user, "service", k.service, "tries", d.retries)
+			d.retries = 0
+		}
+		return
+	}
+	wait := s.cfg.RetryInterval << d.retries
+	d.retries++
+	d.retryPending = true
+	time.AfterFunc(wait, func() {
+		s.later(func(ctx context.Context) { s.retry(ctx, k) })
+	})
+}
+
+// retry runs on the worker when a scheduled retry is due.
+func (s *Service) retry(ctx context.Context, k devKey) {
+	d := s.devices[k]
+	if d == nil {
+		return // the device came online meanwhile
+	}
+	d.retryPending = false
+	if d.inflight || d.pushed {
+		return
+	}
+	regs, err := s.registrations(ctx, k.user)
+	if err != nil {
+		return
+	}
+	for _, reg := range regs {
+		if reg.Service == k.service && reg.Node == k.node {
+			if !s.live(k.user, reg.Resource) {
+				s.publish(ctx, k, reg, d)
+			}
+			return
+		}
+	}
 }
 
 func (s *Service) shortenHibernation(user, resource string) {

@@ -25,6 +25,7 @@ func (s *Server) buildPush() error {
 		PlaceholderBody:  p.PlaceholderBody,
 		HibernateTimeout: p.HibernateTimeout.Duration,
 		ReplyTimeout:     p.ReplyTimeout.Duration,
+		RetryInterval:    p.RetryInterval.Duration,
 	}, s.store, s.router, s.log.With("feature", "push"))
 	s.push.SetMetrics(s.metrics.Push)
 	s.disco.AddServerFeature(push.NS)

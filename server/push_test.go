@@ -258,7 +258,10 @@ func TestPushSenderAndBodyWhenConfigured(t *testing.T) {
 }
 
 func TestPushErrorsDisableRegistration(t *testing.T) {
-	ts := startTestServer(t, func(c *config.Config) { c.Push.MaxErrors = 2 })
+	ts := startTestServer(t, func(c *config.Config) {
+		c.Push.MaxErrors = 2
+		c.Push.RetryInterval = config.Duration{Duration: 50 * time.Millisecond}
+	})
 	ts.users(t, "alice", "bob")
 	app := newFakeAppServer(t, ts, "apps.localhost")
 	bob := ts.connect(t, "bob", "phone")
@@ -274,18 +277,18 @@ func TestPushErrorsDisableRegistration(t *testing.T) {
 		return len(r)
 	}
 
-	// A "wait" error does not count and the next stanza tries again.
+	// A "wait" error does not count, and the notification is sent again
+	// after push.retry_interval without another message.
 	app.script("wait/resource-constraint", "cancel/not-acceptable", "result")
 	alice.message("bob@localhost", "1")
 	app.next(t)
-	alice.message("bob@localhost", "2")
-	app.next(t) // not-acceptable: one error
+	app.next(t) // the retry: not-acceptable, one error
 	waitFor(t, "the error to be counted", func() bool {
 		r, _ := ts.store.PushRegistrations(context.Background(), "bob")
 		return len(r) == 1 && r[0].Errors == 1
 	})
-	alice.message("bob@localhost", "3")
-	app.next(t) // success resets the count
+	alice.message("bob@localhost", "2")
+	app.next(t) // message 2: success resets the count
 	waitFor(t, "the error count to reset", func() bool {
 		r, _ := ts.store.PushRegistrations(context.Background(), "bob")
 		return len(r) == 1 && r[0].Errors == 0
