@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X wren.im/wren/server.Version=$(VERSION)
 BIN     := bin/wren
 
-.PHONY: all build run test test-unit test-interop vet fmt fuzz bench bench-archive soak-idle clean
+.PHONY: all build run test test-unit test-interop vet fmt fuzz bench bench-archive bench-compare soak-idle clean
 
 all: build
 
@@ -63,3 +63,8 @@ soak-idle:
 
 clean:
 	rm -rf bin
+
+# Side-by-side load comparison with Prosody and ejabberd (docs/performance.md);
+# BENCH_QUICK=1 for a short run (~3 minutes), the full run takes ~15.
+bench-compare:
+	./bench/compare.sh
