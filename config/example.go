@@ -309,6 +309,10 @@ require_valid_certificates = false
 # Extra certificate authorities (PEM file) trusted for other servers'
 # certificates, in addition to the system's.
 ca_file = ""
+# Bidirectional streams (XEP-0288): with servers that support them, a
+# stream opened by either side carries messages both ways, so two servers
+# need one connection instead of two.
+bidi = true
 # Longest wait for one connection attempt to one address of another server.
 connect_timeout = "10s"
 # Longest time to set up a stream with another server (DNS, connections,

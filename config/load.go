@@ -108,6 +108,7 @@ func Default() *Config {
 		},
 		S2S: S2S{
 			RequireTLS:       true,
+			Bidi:             true,
 			ConnectTimeout:   Duration{10 * time.Second},
 			NegotiateTimeout: Duration{30 * time.Second},
 			IdleTimeout:      Duration{10 * time.Minute},

@@ -29,6 +29,11 @@ type S2S struct {
 	// CAFile is a PEM file of certificate authorities trusted for other
 	// servers' certificates, in addition to the system's.
 	CAFile string `toml:"ca_file"`
+	// Bidi uses bidirectional streams (XEP-0288) with the servers that
+	// support them: a stream opened by either side carries stanzas both
+	// ways, so two servers need one connection instead of two. On by
+	// default.
+	Bidi bool `toml:"bidi"`
 	// ConnectTimeout bounds one TCP connection attempt to one address of a
 	// remote server.
 	ConnectTimeout Duration `toml:"connect_timeout"`

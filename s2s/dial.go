@@ -20,6 +20,7 @@ type opened struct {
 	dbNS     bool // the peer declared the dialback namespace
 	secure   bool
 	certErr  error // why the peer's certificate is not valid for its domain; nil when it is
+	bidi     bool  // we asked for a bidirectional stream (XEP-0288)
 	stop     func() bool
 }
 
@@ -152,6 +153,11 @@ func (o *opened) offersExternal() bool {
 	return false
 }
 
+// offersBidi reports whether the peer offers bidirectional streams.
+func (o *opened) offersBidi() bool {
+	return o.features.Child(NSBidiFeature, "bidi") != nil
+}
+
 // errPolicy marks a refusal by this server's own policy.
 type errPolicy struct{ msg string }
 
@@ -160,6 +166,8 @@ func (e *errPolicy) Error() string { return e.msg }
 // authenticate authenticates p.local to the peer on an opened stream:
 // SASL EXTERNAL when the peer offers it (it does when it accepts our
 // certificate), else dialback. It enforces the TLS and certificate policy.
+// Before, it asks for a bidirectional stream (XEP-0288) when the peer
+// offers it and s2s.bidi is on.
 func (s *Service) authenticate(op *opened, p pair) (method string, err error) {
 	if !op.secure && s.cfg.RequireTLS {
 		return "", &errPolicy{"it does not offer TLS and s2s.require_tls is on"}
@@ -168,6 +176,12 @@ func (s *Service) authenticate(op *opened, p pair) (method string, err error) {
 		return "", &errPolicy{fmt.Sprintf("its certificate is not valid for %s (%v) and s2s.require_valid_certificates is on", p.remote, op.certErr)}
 	}
 	c := op.c
+	if s.cfg.Bidi && op.offersBidi() {
+		if err := c.write([]byte("<bidi xmlns='" + NSBidi + "'/>")); err != nil {
+			return "", err
+		}
+		op.bidi = true
+	}
 	if op.secure && op.offersExternal() {
 		// An empty authorization identity ("="): the stream's 'from'.
 		if err := c.write([]byte("<auth xmlns='" + xmpp.NSSASL + "' mechanism='EXTERNAL'>=</auth>")); err != nil {

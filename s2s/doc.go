@@ -12,4 +12,9 @@
 // Incoming, a Service accepts streams from other servers, authenticates
 // the domains they speak for and routes their stanzas, refusing any whose
 // 'from' is not one of them.
+//
+// With Config.Bidi, streams are bidirectional (XEP-0288) when both sides
+// support it: an incoming stream also carries the stanzas for the domains
+// authenticated on it, and an outgoing stream the stanzas of the domain it
+// was opened to.
 package s2s

@@ -46,7 +46,11 @@ type inStream struct {
 	mu      sync.Mutex
 	authed  map[string]string // remote domain -> how it was authenticated
 	pending map[string]bool   // remote domains being verified
+	routes  map[pair]bool     // (local, remote) pairs authenticated, the peer told so
+	bidi    bool              // the peer asked for a bidirectional stream (XEP-0288)
 	checks  sync.WaitGroup
+
+	done chan struct{} // closed when the stream has ended
 }
 
 func newInStream(s *Service, raw net.Conn, directTLS bool) *inStream {
@@ -57,6 +61,8 @@ func newInStream(s *Service, raw net.Conn, directTLS bool) *inStream {
 		log:       s.log.With("peer_addr", raw.RemoteAddr().String()),
 		authed:    map[string]string{},
 		pending:   map[string]bool{},
+		routes:    map[pair]bool{},
+		done:      make(chan struct{}),
 	}
 }
 
@@ -72,7 +78,7 @@ func (in *inStream) streams() []Stream {
 	defer in.mu.Unlock()
 	out := make([]Stream, 0, len(in.authed))
 	for d, how := range in.authed {
-		out = append(out, Stream{Local: in.local, Remote: d, Auth: how})
+		out = append(out, Stream{Local: in.local, Remote: d, Auth: how, Bidi: in.isBidiFor(d)})
 	}
 	slices.SortFunc(out, func(a, b Stream) int { return strings.Compare(a.Remote, b.Remote) })
 	return out
@@ -108,6 +114,8 @@ func (in *inStream) close(se *xmpp.StreamError) {
 
 // serve runs the stream until it ends.
 func (in *inStream) serve(ctx context.Context) {
+	defer close(in.done)
+	defer in.svc.unregisterBidi(in)
 	cfg := &in.svc.cfg
 	in.c.dl.fixed = time.Now().Add(cfg.NegotiateTimeout)
 	stop := context.AfterFunc(ctx, func() {
@@ -161,11 +169,18 @@ negotiation:
 			// A pre-XMPP-1.0 server: no features, dialback only.
 			break
 		}
-		if err := in.send(xmpp.AppendStreamElement(nil, in.features())); err != nil {
-			return err
-		}
+		features := xmpp.AppendStreamElement(nil, in.features())
 		if in.saslDone {
+			// The features of the stream restarted after SASL tell the
+			// peer it may send stanzas: from now on this direction is
+			// ready for them too.
+			if err := in.sendReady(features, pair{local: in.local, remote: in.peer}); err != nil {
+				return err
+			}
 			break
+		}
+		if err := in.send(features); err != nil {
+			return err
 		}
 		for {
 			el, err := c.next()
@@ -184,6 +199,10 @@ negotiation:
 					return err
 				}
 				continue negotiation
+			case el.Is(NSBidi, "bidi"):
+				if err := in.requestBidi(); err != nil {
+					return err
+				}
 			case el.Is(xmpp.NSSASL, "auth"):
 				ok, err := in.external(el)
 				if err != nil {
@@ -289,6 +308,9 @@ func (in *inStream) features() *xmpp.Element {
 	if in.secure && in.peer != "" && in.certValidFor(in.peer) == nil {
 		f.AddChild(xmpp.NSSASL, "mechanisms").AddChild(xmpp.NSSASL, "mechanism").AppendText("EXTERNAL")
 	}
+	if in.svc.cfg.Bidi && (in.secure || !in.svc.cfg.RequireTLS) {
+		f.AddChild(NSBidiFeature, "bidi")
+	}
 	f.AddChild(NSDialbackFeature, "dialback").AddChild(NSDialbackFeature, "errors")
 	return f
 }
@@ -346,6 +368,8 @@ func (in *inStream) handle(ctx context.Context, el *xmpp.Element) error {
 		return in.dialbackResult(ctx, el)
 	case el.Is(NSDialback, "verify"):
 		return in.dialbackVerify(el)
+	case el.Is(NSBidi, "bidi"):
+		return in.requestBidi()
 	case el.Space == xmpp.NSServer && el.IsStanza():
 		return in.stanza(ctx, el)
 	case el.Is(xmpp.NSTLS, "starttls"), el.Is(xmpp.NSSASL, "auth"):
@@ -375,6 +399,9 @@ func (in *inStream) dialbackResult(ctx context.Context, el *xmpp.Element) error 
 	from, to := fromJ.Domainpart(), toJ.Domainpart()
 	key := el.Text()
 	reply := func(typ string) error { return in.send(dbElement("result", to, from, "", typ, "")) }
+	replyValid := func() error {
+		return in.sendReady(dbElement("result", to, from, "", "valid", ""), pair{local: to, remote: from})
+	}
 	if !in.svc.isLocal(to) {
 		return in.send(dbError("result", to, from, "", xmpp.CondItemNotFound, "this server does not serve "+to))
 	}
@@ -383,14 +410,14 @@ func (in *inStream) dialbackResult(ctx context.Context, el *xmpp.Element) error 
 		return in.send(dbError("result", to, from, "", xmpp.CondPolicyViolation, "this server does not federate with "+from))
 	}
 	if in.isAuthed(from) {
-		return reply("valid")
+		return replyValid()
 	}
 	certErr := in.certValidFor(from)
 	if certErr == nil {
 		// The certificate proves the domain already (XEP-0344): no need
 		// to ask its authoritative server.
 		in.authorize(from, "dialback with a valid certificate")
-		return reply("valid")
+		return replyValid()
 	}
 	if in.svc.cfg.RequireValidCerts {
 		in.log.Warn("refused remote server: its certificate is not valid for its domain and s2s.require_valid_certificates is on",
@@ -424,7 +451,7 @@ func (in *inStream) dialbackResult(ctx context.Context, el *xmpp.Element) error 
 			reply("invalid")
 		default:
 			in.authorize(from, "dialback")
-			reply("valid")
+			replyValid()
 		}
 	}()
 	return nil
@@ -463,15 +490,9 @@ func (in *inStream) stanza(ctx context.Context, el *xmpp.Element) error {
 	if err != nil || !in.isAuthed(from.Domainpart()) {
 		return xmpp.NewStreamError(xmpp.StreamInvalidFrom, "'from' %q is not a domain authenticated on this stream", el.Attr("from"))
 	}
-	if el.Attr("to") == "" {
-		return xmpp.NewStreamError(xmpp.StreamImproperAddressing, "stanzas between servers need a 'to'")
-	}
-	to, err := jid.Parse(el.Attr("to"))
+	to, err := in.svc.recipient(el)
 	if err != nil {
-		return xmpp.NewStreamError(xmpp.StreamImproperAddressing, "'to' %q is not a valid address", el.Attr("to"))
-	}
-	if !in.svc.isLocal(to.Domainpart()) {
-		return xmpp.NewStreamError(xmpp.StreamHostUnknown, "this server does not serve %s", to.Domainpart())
+		return err
 	}
 	toClientNS(el, xmpp.NSServer)
 	in.svc.cfg.Router.Route(ctx, &router.Stanza{El: el, From: from, To: to})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"wren.im/wren/router"
@@ -26,6 +27,7 @@ const (
 	enqueued enqueueResult = iota
 	queueFull
 	streamDead
+	serviceClosed
 )
 
 // outStream is the stream from one of our domains to a remote domain. A
@@ -35,10 +37,17 @@ type outStream struct {
 	svc  *Service
 	pair pair
 	log  *slog.Logger
+	// via is the peer's bidirectional stream this one writes to (runVia);
+	// nil for a stream over a connection of its own (run).
+	via *inStream
+	// lastIn is when the peer last sent a stanza on a bidirectional
+	// stream (Unix nanoseconds), which keeps it from being idle.
+	lastIn atomic.Int64
 
 	mu      sync.Mutex
 	state   outState
 	auth    string
+	bidi    bool // the peer may send stanzas on the stream too (XEP-0288)
 	pending []*router.Stanza
 	wake    chan struct{} // signalled when pending grows
 }
@@ -69,11 +78,12 @@ func (o *outStream) enqueue(st *router.Stanza) enqueueResult {
 	return enqueued
 }
 
-// authMethod returns how the stream was authenticated, "" until it is.
-func (o *outStream) authMethod() string {
+// authMethod returns how the stream was authenticated, "" until it is,
+// and whether it is bidirectional.
+func (o *outStream) authMethod() (string, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.auth
+	return o.auth, o.bidi
 }
 
 // take returns the queued stanzas and empties the queue.
@@ -128,9 +138,11 @@ func (o *outStream) run(ctx context.Context) {
 	o.mu.Lock()
 	o.state = outReady
 	o.auth = method
+	o.bidi = op.bidi
 	o.mu.Unlock()
-	o.log.Info("stream to remote server established", "via", op.target.addr(), "tls", op.secure, "auth", method, "took", time.Since(start).Round(time.Millisecond))
-	o.serve(ctx, op.c)
+	o.log.Info("stream to remote server established", "via", op.target.addr(), "tls", op.secure, "auth", method, "bidi", op.bidi,
+		"took", time.Since(start).Round(time.Millisecond))
+	o.serve(ctx, op.c, op.bidi)
 }
 
 // connect tries the remote domain's addresses in order until one gives an
@@ -188,14 +200,15 @@ func (o *outStream) failed(ctx context.Context, err error, timedOut bool) {
 }
 
 // serve writes queued stanzas, keeps the stream alive and closes it when
-// idle, when the peer closes it or at shutdown.
-func (o *outStream) serve(ctx context.Context, c *conn) {
+// idle (no stanza either way), when the peer closes it or at shutdown.
+// On a bidirectional stream, the reader routes the peer's stanzas.
+func (o *outStream) serve(ctx context.Context, c *conn, bidi bool) {
 	cfg := &o.svc.cfg
 	c.dl.fixed = time.Time{}
 	c.raw.SetDeadline(time.Time{})
 	c.reader.SetLimits(cfg.Limits)
 	readerDone := make(chan error, 1)
-	go func() { readerDone <- o.readLoop(c) }()
+	go func() { readerDone <- o.readLoop(c, bidi) }()
 	interval := min(cfg.KeepaliveInterval, max(cfg.IdleTimeout/4, 10*time.Millisecond))
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -230,6 +243,9 @@ func (o *outStream) serve(ctx context.Context, c *conn) {
 			}
 			last = time.Now()
 		case now := <-tick.C:
+			if in := time.Unix(0, o.lastIn.Load()); in.After(last) {
+				last = in
+			}
 			if now.Sub(last) >= cfg.IdleTimeout && o.dieIfIdle() {
 				o.log.Info("closing idle stream to remote server", "idle", now.Sub(last).Round(time.Second))
 				o.closeStream(c, readerDone)
@@ -240,7 +256,10 @@ func (o *outStream) serve(ctx context.Context, c *conn) {
 			c.writer.Flush()
 		case err := <-readerDone:
 			left := o.die()
-			if errors.Is(err, xmpp.ErrStreamClosed) {
+			if se, ok := xmpp.AsStreamError(err); ok {
+				o.log.Warn("closing stream to remote server: it sent what this server refuses", "condition", se.Condition, "reason", se.Text)
+				c.writeClose(se)
+			} else if errors.Is(err, xmpp.ErrStreamClosed) {
 				o.log.Info("remote server closed its stream")
 				c.writeClose(nil)
 			} else {
@@ -288,13 +307,21 @@ func (o *outStream) reroute(ctx context.Context, left []*router.Stanza) {
 	}
 }
 
-// readLoop reads what the peer sends on our outgoing stream: nothing but
-// keepalives and, at the end, its closing tag or a stream error.
-func (o *outStream) readLoop(c *conn) error {
+// readLoop reads what the peer sends on our outgoing stream: keepalives,
+// stanzas when the stream is bidirectional and, at the end, its closing
+// tag or a stream error. A stanza it refuses ends the loop with the
+// stream error to send.
+func (o *outStream) readLoop(c *conn, bidi bool) error {
 	for {
 		el, err := c.next()
 		if err != nil {
 			return err
+		}
+		if bidi && el.Space == xmpp.NSServer && el.IsStanza() {
+			if err := o.received(el); err != nil {
+				return err
+			}
+			continue
 		}
 		o.log.Debug("ignoring an element the remote server sent on our outgoing stream", "element", el.Local, "ns", el.Space)
 	}

@@ -31,6 +31,10 @@ type Config struct {
 	// RequireValidCerts accepts only servers whose certificate is valid
 	// for their domain; otherwise dialback authenticates the others.
 	RequireValidCerts bool
+	// Bidi offers bidirectional streams (XEP-0288) to the servers that
+	// connect, and asks for them on outgoing streams when the peer offers
+	// them: one connection then carries stanzas both ways.
+	Bidi bool
 	// Limits bound stanzas from other servers; PreAuthBytes bounds
 	// elements before a stream is authenticated.
 	Limits       xmpp.Limits
@@ -78,6 +82,10 @@ type Service struct {
 	closed bool
 	out    map[pair]*outStream
 	in     map[*inStream]struct{}
+	// bidi holds, per pair, the bidirectional incoming stream (XEP-0288)
+	// that an outgoing stream for the pair uses instead of a connection
+	// of its own.
+	bidi map[pair]*inStream
 }
 
 // pair names the direction of an outgoing stream: from one of our domains
@@ -138,6 +146,7 @@ func New(cfg Config) (*Service, error) {
 		cancel: cancel,
 		out:    map[pair]*outStream{},
 		in:     map[*inStream]struct{}{},
+		bidi:   map[pair]*inStream{},
 	}
 	return s, nil
 }
@@ -189,16 +198,14 @@ func (s *Service) Route(ctx context.Context, st *router.Stanza) {
 	}
 	p := pair{local: local, remote: remote}
 	for range 2 {
-		o := s.outStream(p)
-		if o == nil {
-			s.bounce(ctx, st, xmpp.CondRemoteServerTimeout, "the server is shutting down")
-			return
-		}
-		switch o.enqueue(st) {
+		switch s.enqueue(p, st) {
 		case enqueued:
 			return
 		case queueFull:
 			s.bounce(ctx, st, xmpp.CondResourceConstraint, "too many stanzas are waiting for "+remote)
+			return
+		case serviceClosed:
+			s.bounce(ctx, st, xmpp.CondRemoteServerTimeout, "the server is shutting down")
 			return
 		}
 		// The stream ended just now: take a new one.
@@ -211,25 +218,35 @@ func (s *Service) bounce(ctx context.Context, st *router.Stanza, cond, text stri
 	s.cfg.Router.Bounce(ctx, st, xmpp.NewStanzaError(cond, text))
 }
 
-// outStream returns the outgoing stream for p, starting it when there is
-// none; nil after Close.
-func (s *Service) outStream(p pair) *outStream {
+// enqueue queues st on the outgoing stream for p, starting one when there
+// is none: over the peer's bidirectional stream for p when there is one,
+// else over a new connection. A new stream starts with st in its queue,
+// so that a stream failing at once still returns st to its sender.
+func (s *Service) enqueue(p pair, st *router.Stanza) enqueueResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil
+		return serviceClosed
 	}
 	if o := s.out[p]; o != nil {
-		return o
+		return o.enqueue(st)
 	}
 	o := newOutStream(s, p)
+	o.pending = append(o.pending, st)
+	o.wake <- struct{}{}
+	via := s.bidi[p]
+	o.via = via
 	s.out[p] = o
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		o.run(s.ctx)
+		if via != nil {
+			o.runVia(s.ctx, via)
+		} else {
+			o.run(s.ctx)
+		}
 	}()
-	return o
+	return enqueued
 }
 
 // forget removes o from the pool if it is still there.
@@ -305,12 +322,18 @@ type Stream struct {
 	// "dialback", "dialback with a valid certificate"; empty while an
 	// outgoing stream is being set up.
 	Auth string
+	// Bidi reports a bidirectional stream (XEP-0288): it also carries the
+	// stanzas of the other direction, which then needs no stream of its
+	// own.
+	Bidi bool
 }
 
 // Status lists the streams with other servers.
 type Status struct {
-	// Outgoing are the streams to other servers, with those still being
-	// set up; Incoming the domains authenticated on streams from them.
+	// Outgoing are the streams this server opened to other servers, with
+	// those still being set up; Incoming the domains authenticated on
+	// streams other servers opened. A bidirectional stream is listed once,
+	// on the side that opened it.
 	Outgoing, Incoming []Stream
 }
 
@@ -320,7 +343,9 @@ func (s *Service) Status() Status {
 	s.mu.Lock()
 	outs := make([]*outStream, 0, len(s.out))
 	for _, o := range s.out {
-		outs = append(outs, o)
+		if o.via == nil { // else listed with the incoming stream it uses
+			outs = append(outs, o)
+		}
 	}
 	ins := make([]*inStream, 0, len(s.in))
 	for in := range s.in {
@@ -328,7 +353,8 @@ func (s *Service) Status() Status {
 	}
 	s.mu.Unlock()
 	for _, o := range outs {
-		st.Outgoing = append(st.Outgoing, Stream{Local: o.pair.local, Remote: o.pair.remote, Auth: o.authMethod()})
+		auth, bidi := o.authMethod()
+		st.Outgoing = append(st.Outgoing, Stream{Local: o.pair.local, Remote: o.pair.remote, Auth: auth, Bidi: bidi})
 	}
 	for _, in := range ins {
 		st.Incoming = append(st.Incoming, in.streams()...)

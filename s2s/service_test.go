@@ -3,6 +3,7 @@ package s2s
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -38,8 +39,8 @@ type node struct {
 }
 
 // startNode runs a federation service for domain with a certificate from
-// ca, and one user session user@domain/res.
-func startNode(t *testing.T, domain string, ca *s2stest.CA, dns *s2stest.DNS) (*node, map[bool]string) {
+// ca, and one user session user@domain/res; bidi turns XEP-0288 on.
+func startNode(t *testing.T, domain string, ca *s2stest.CA, dns *s2stest.DNS, bidi bool) (*node, map[bool]string) {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	r, err := router.New(domain, logger)
@@ -64,6 +65,7 @@ func startNode(t *testing.T, domain string, ca *s2stest.CA, dns *s2stest.DNS) (*
 		Roots:             roots,
 		RequireTLS:        true,
 		RequireValidCerts: true,
+		Bidi:              bidi,
 		Limits:            xmpp.Limits{MaxBytes: 65536, MaxDepth: 32, MaxAttrs: 64},
 		NegotiateTimeout:  10 * time.Second,
 		Resolver:          dns.Resolver(),
@@ -105,7 +107,15 @@ func startNode(t *testing.T, domain string, ca *s2stest.CA, dns *s2stest.DNS) (*
 
 // TestDirectTLSBySRV: a domain that publishes only _xmpps-server._tcp is
 // reached over direct TLS (XEP-0368), found through SRV and A records.
+// Without bidirectional streams the answer comes back over a stream of
+// its own, with them over the same one.
 func TestDirectTLSBySRV(t *testing.T) {
+	for _, bidi := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bidi %t", bidi), func(t *testing.T) { testDirectTLSBySRV(t, bidi) })
+	}
+}
+
+func testDirectTLSBySRV(t *testing.T, bidi bool) {
 	ca, err := s2stest.NewCA(t.TempDir(), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -115,8 +125,8 @@ func TestDirectTLSBySRV(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dns.Close()
-	a, aPorts := startNode(t, "a.example", ca, dns)
-	b, bPorts := startNode(t, "b.example", ca, dns)
+	a, aPorts := startNode(t, "a.example", ca, dns, bidi)
+	b, bPorts := startNode(t, "b.example", ca, dns, bidi)
 	port := func(s string) uint16 { p, _ := strconv.Atoi(s); return uint16(p) }
 	// b: direct TLS only, on a host name of its own; a: STARTTLS.
 	dns.SetSRV("_xmpps-server._tcp.b.example", s2stest.SRV{Priority: 1, Weight: 1, Port: port(bPorts[true]), Target: "xmpp.b.example"})
@@ -138,30 +148,35 @@ func TestDirectTLSBySRV(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the message did not arrive")
 	}
-	var out Stream
-	for _, s := range a.svc.Status().Outgoing {
-		out = s
+	want := Stream{Local: "a.example", Remote: "b.example", Auth: "SASL EXTERNAL", Bidi: bidi}
+	if st := a.svc.Status(); len(st.Outgoing) != 1 || st.Outgoing[0] != want {
+		t.Errorf("a's outgoing streams: %+v, want %+v", st.Outgoing, want)
 	}
-	if out.Remote != "b.example" || out.Auth != "SASL EXTERNAL" {
-		t.Errorf("a's outgoing stream: %+v", out)
+	want = Stream{Local: "b.example", Remote: "a.example", Auth: "SASL EXTERNAL", Bidi: bidi}
+	if st := b.svc.Status(); len(st.Incoming) != 1 || st.Incoming[0] != want {
+		t.Errorf("b's incoming streams: %+v, want %+v", st.Incoming, want)
 	}
-	var in Stream
-	for _, s := range b.svc.Status().Incoming {
-		in = s
-	}
-	if in.Remote != "a.example" || in.Auth != "SASL EXTERNAL" {
-		t.Errorf("b's incoming stream: %+v", in)
-	}
-	// The answer goes the other way, over STARTTLS.
+	// The answer goes the other way: over STARTTLS, or over the same
+	// stream when it is bidirectional.
 	reply := xmpp.NewElement(xmpp.NSClient, "message", "from", "user@b.example/res", "to", "user@a.example/res", "type", "chat")
-	reply.AddChild(xmpp.NSClient, "body").AppendText("back over STARTTLS")
+	reply.AddChild(xmpp.NSClient, "body").AppendText("back")
 	b.router.Route(ctx, &router.Stanza{El: reply, From: b.user.j, To: a.user.j})
 	select {
 	case el := <-a.user.in:
-		if el.ChildText(xmpp.NSClient, "body") != "back over STARTTLS" {
+		if el.ChildText(xmpp.NSClient, "body") != "back" || el.Attr("from") != "user@b.example/res" {
 			t.Fatalf("a received %s", el)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the reply did not arrive")
+	}
+	wantOut := 1
+	if bidi {
+		wantOut = 0
+	}
+	if st := b.svc.Status(); len(st.Outgoing) != wantOut {
+		t.Errorf("b's outgoing streams: %+v, want %d", st.Outgoing, wantOut)
+	}
+	if st := a.svc.Status(); len(st.Incoming) != wantOut {
+		t.Errorf("a's incoming streams: %+v, want %d", st.Incoming, wantOut)
 	}
 }

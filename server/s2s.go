@@ -48,6 +48,7 @@ func (s *Server) buildFederation() error {
 			Roots:             roots,
 			RequireTLS:        cfg.S2S.RequireTLS,
 			RequireValidCerts: cfg.S2S.RequireValidCertificates,
+			Bidi:              cfg.S2S.Bidi,
 			Limits:            limits,
 			PreAuthBytes:      cfg.C2S.MaxPreAuthBytes,
 			ConnectTimeout:    cfg.S2S.ConnectTimeout.Duration,

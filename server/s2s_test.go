@@ -136,49 +136,102 @@ func authOf(st s2s.Status, local, remote string) (out, in string) {
 	return out, in
 }
 
-func TestFederationDialback(t *testing.T) {
-	a, b := startFederated(t, nil)
-	federate(t, a, b)
-	// Self-signed certificates: dialback authenticated both directions.
-	if out, in := authOf(a.FederationStatus(), "a.example", "b.example"); out != "dialback" || in != "dialback" {
-		t.Errorf("a's streams with b: out %q, in %q; want dialback both", out, in)
-	}
-	// The metrics and the admin status count the streams by peer.
+// streamSamples returns fs's wren_s2s_streams samples by labels.
+func streamSamples(fs *fedServer) map[string]float64 {
 	got := map[string]float64{}
-	for _, v := range a.s2sStreams() {
+	for _, v := range fs.s2sStreams() {
 		got[strings.Join(v.Labels, " ")] = v.Value
 	}
-	if got["out b.example"] != 1 || got["in b.example"] != 1 {
-		t.Errorf("wren_s2s_streams samples %v, want one stream each way with b.example", got)
-	}
-	if st, err := (backend{a.Server}).Status(t.Context()); err != nil || st.Connections.S2S != 2 {
-		t.Errorf("admin status counts %d s2s streams (%v), want 2", st.Connections.S2S, err)
+	return got
+}
+
+// TestFederationDialback: with bidirectional streams off on either side,
+// each direction has a connection of its own.
+func TestFederationDialback(t *testing.T) {
+	for _, off := range []string{"a.example", "b.example"} {
+		t.Run("bidi off at "+off, func(t *testing.T) {
+			a, b := startFederated(t, func(domain string, c *config.Config) {
+				c.S2S.Bidi = domain != off
+			})
+			federate(t, a, b)
+			// Self-signed certificates: dialback authenticated both directions.
+			for _, fs := range []*fedServer{a, b} {
+				st := fs.FederationStatus()
+				if len(st.Outgoing) != 1 || len(st.Incoming) != 1 || st.Outgoing[0].Auth != "dialback" || st.Incoming[0].Auth != "dialback" ||
+					st.Outgoing[0].Bidi || st.Incoming[0].Bidi {
+					t.Errorf("%s's streams: %+v; want one each way, dialback, not bidirectional", fs.domain, st)
+				}
+			}
+			// The metrics and the admin status count the streams by peer.
+			if got := streamSamples(a); got["out b.example"] != 1 || got["in b.example"] != 1 {
+				t.Errorf("wren_s2s_streams samples %v, want one stream each way with b.example", got)
+			}
+			if st, err := (backend{a.Server}).Status(t.Context()); err != nil || st.Connections.S2S != 2 {
+				t.Errorf("admin status counts %d s2s streams (%v), want 2", st.Connections.S2S, err)
+			}
+		})
 	}
 }
 
+// TestFederationBidi: both servers offer bidirectional streams (the
+// default): the stream a opens carries b's stanzas too, and b opens none.
+func TestFederationBidi(t *testing.T) {
+	a, b := startFederated(t, nil)
+	federate(t, a, b)
+	want := s2s.Stream{Local: "a.example", Remote: "b.example", Auth: "dialback", Bidi: true}
+	if st := a.FederationStatus(); len(st.Outgoing) != 1 || st.Outgoing[0] != want || len(st.Incoming) != 0 {
+		t.Errorf("a's streams: %+v; want only %+v", st, want)
+	}
+	want = s2s.Stream{Local: "b.example", Remote: "a.example", Auth: "dialback", Bidi: true}
+	if st := b.FederationStatus(); len(st.Outgoing) != 0 || len(st.Incoming) != 1 || st.Incoming[0] != want {
+		t.Errorf("b's streams: %+v; want only %+v", st, want)
+	}
+	if got := streamSamples(a); len(got) != 1 || got["out b.example"] != 1 {
+		t.Errorf("a's wren_s2s_streams samples %v, want one outgoing stream", got)
+	}
+	if got := streamSamples(b); len(got) != 1 || got["in a.example"] != 1 {
+		t.Errorf("b's wren_s2s_streams samples %v, want one incoming stream", got)
+	}
+	for _, fs := range []*fedServer{a, b} {
+		if st, err := (backend{fs.Server}).Status(t.Context()); err != nil || st.Connections.S2S != 1 {
+			t.Errorf("%s's admin status counts %d s2s streams (%v), want 1", fs.domain, st.Connections.S2S, err)
+		}
+	}
+}
+
+// TestFederationExternal: certificates from a CA both trust, SASL
+// EXTERNAL; one bidirectional stream, or one stream each way when a does
+// not ask for bidirectional streams.
 func TestFederationExternal(t *testing.T) {
 	ca, err := s2stest.NewCA(t.TempDir(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := startFederated(t, func(domain string, c *config.Config) {
-		cert, key, err := ca.Issue(domain)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.TLS.CertFile, c.TLS.KeyFile = cert, key
-		c.S2S.CAFile = ca.CertFile
-		c.S2S.RequireValidCertificates = true
-	})
-	federate(t, a, b)
-	for _, fs := range []*fedServer{a, b} {
-		other := "b.example"
-		if fs == b {
-			other = "a.example"
-		}
-		if out, in := authOf(fs.FederationStatus(), fs.domain, other); out != "SASL EXTERNAL" || in != "SASL EXTERNAL" {
-			t.Errorf("%s's streams with %s: out %q, in %q; want SASL EXTERNAL both", fs.domain, other, out, in)
-		}
+	for _, bidi := range []bool{true, false} {
+		t.Run(fmt.Sprintf("bidi %t", bidi), func(t *testing.T) {
+			a, b := startFederated(t, func(domain string, c *config.Config) {
+				cert, key, err := ca.Issue(domain)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.TLS.CertFile, c.TLS.KeyFile = cert, key
+				c.S2S.CAFile = ca.CertFile
+				c.S2S.RequireValidCertificates = true
+				c.S2S.Bidi = bidi || domain != "a.example"
+			})
+			federate(t, a, b)
+			wantA, wantB := [2]string{"SASL EXTERNAL", "SASL EXTERNAL"}, [2]string{"SASL EXTERNAL", "SASL EXTERNAL"}
+			if bidi {
+				// One stream, opened by a.
+				wantA[1], wantB[0] = "", ""
+			}
+			if out, in := authOf(a.FederationStatus(), "a.example", "b.example"); [2]string{out, in} != wantA {
+				t.Errorf("a's streams with b: out %q, in %q; want %q", out, in, wantA)
+			}
+			if out, in := authOf(b.FederationStatus(), "b.example", "a.example"); [2]string{out, in} != wantB {
+				t.Errorf("b's streams with a: out %q, in %q; want %q", out, in, wantB)
+			}
+		})
 	}
 }
 
@@ -282,6 +335,9 @@ func TestFederationBounces(t *testing.T) {
 	alice.expect("bounce for a denied domain", isErrorFrom("bob@denied.example", "remote-server-not-found"))
 }
 
+// TestFederationIdleStreamClosed: a closes its stream to b when idle; the
+// next stanza either way opens a new one. Stanzas received on a
+// bidirectional stream keep it busy like those sent.
 func TestFederationIdleStreamClosed(t *testing.T) {
 	a, b := startFederated(t, func(domain string, c *config.Config) {
 		if domain == "a.example" {
@@ -293,14 +349,24 @@ func TestFederationIdleStreamClosed(t *testing.T) {
 	alice.message(bob.jid, "first")
 	bob.expectMessage(alice.jid, "first")
 	deadline := time.Now().Add(10 * time.Second)
-	for len(a.FederationStatus().Outgoing) > 0 {
+	for len(a.FederationStatus().Outgoing) > 0 || len(b.FederationStatus().Incoming) > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the idle stream was not closed: %+v", a.FederationStatus())
+			t.Fatalf("the idle stream was not closed: a %+v, b %+v", a.FederationStatus(), b.FederationStatus())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	alice.message(bob.jid, "second")
-	bob.expectMessage(alice.jid, "second")
+	// a's bidirectional stream is gone: b opens one of its own...
+	bob.message(alice.jid, "second")
+	alice.expectMessage(bob.jid, "second")
+	if st := b.FederationStatus(); len(st.Outgoing) != 1 || !st.Outgoing[0].Bidi {
+		t.Errorf("b's streams after the idle close: %+v; want its own bidirectional stream to a", st)
+	}
+	// ... which a uses to answer, without a connection of its own.
+	alice.message(bob.jid, "third")
+	bob.expectMessage(alice.jid, "third")
+	if st := a.FederationStatus(); len(st.Outgoing) != 0 || len(st.Incoming) != 1 || !st.Incoming[0].Bidi {
+		t.Errorf("a's streams: %+v; want only b's bidirectional stream", st)
+	}
 }
 
 // fakePeer is a hand-driven server for a domain of its own: it
@@ -453,6 +519,112 @@ func TestS2SIncomingChecks(t *testing.T) {
 	alice.expectNone("the rejected messages", func(el *xmpp.Element) bool {
 		return isAnyMessageWithBody(el) && el.ChildText(xmpp.NSClient, "body") != "legit"
 	})
+}
+
+// TestS2SBidiIncoming: a peer that asks for a bidirectional stream gets
+// the stanzas for its domain on it once dialback succeeded, and nothing
+// before; stanzas for a domain it did not authenticate are not sent there.
+func TestS2SBidiIncoming(t *testing.T) {
+	good := startFakePeer(t, "good.example", "valid")
+	ts := startTestServer(t, func(c *config.Config) {
+		c.S2S.Listen = "127.0.0.1:0"
+		c.S2S.RequireTLS = false // the fake peer's verification streams are plain
+		c.S2S.Addresses = map[string]string{"good.example": good.ln.Addr().String()}
+		c.S2S.ConnectTimeout = config.Duration{Duration: time.Second}
+		c.S2S.NegotiateTimeout = config.Duration{Duration: 2 * time.Second}
+	})
+	ts.users(t, "alice")
+	alice := ts.online(t, "alice", "phone")
+
+	c := good.open(ts, "localhost")
+	c.send(`<bidi xmlns='urn:xmpp:bidi'/>`)
+	if v := good.dialback(c, "localhost"); v != "valid" {
+		t.Fatalf("dialback: %q, want valid", v)
+	}
+	c.send(`<message from='gina@good.example' to='alice@localhost' type='chat'><body>hi alice</body></message>`)
+	alice.expectMessage("gina@good.example", "hi alice")
+	alice.message("gina@good.example", "hi gina")
+	el := c.next()
+	if !el.Is(xmpp.NSServer, "message") || el.Attr("from") != alice.jid || el.Attr("to") != "gina@good.example" ||
+		el.ChildText(xmpp.NSServer, "body") != "hi gina" {
+		t.Fatalf("the peer received %s; want alice's answer on its own stream", el)
+	}
+	want := s2s.Stream{Local: "localhost", Remote: "good.example", Auth: "dialback", Bidi: true}
+	if st := ts.FederationStatus(); len(st.Outgoing) != 0 || len(st.Incoming) != 1 || st.Incoming[0] != want {
+		t.Errorf("streams: %+v; want only %+v", st, want)
+	}
+	// The peer closes its stream: the next answer needs a stream of Wren's
+	// own, which the fake peer's listener does not set up (it only answers
+	// dialback verifications), so it comes back after negotiate_timeout.
+	c.send(`</stream:stream>`)
+	if _, err := c.r.Next(); err != xmpp.ErrStreamClosed {
+		t.Fatalf("after the peer's closing tag: %v, want the stream closed", err)
+	}
+	alice.message("gina@good.example", "still there?")
+	alice.expect("bounce once the bidirectional stream is gone", isErrorFrom("gina@good.example", "remote-server-timeout"))
+}
+
+// fakeReceiver accepts one stream from the Wren server on ln, offers
+// bidirectional streams and dialback (no TLS), accepts Wren's dialback
+// key without checking it and returns the stream, ready for stanzas.
+func fakeReceiver(t *testing.T, ln net.Listener, domain string) *rawClient {
+	t.Helper()
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	c := &rawClient{t: t, conn: conn, w: bufio.NewWriter(conn)}
+	c.r = xmpp.NewReader(conn, xmpp.Limits{MaxBytes: 1 << 20, MaxDepth: 64, MaxAttrs: 64})
+	if _, err := c.r.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	c.send(`<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='` + domain + `' id='r1' version='1.0'>` +
+		`<stream:features><bidi xmlns='urn:xmpp:features:bidi'/><dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>`)
+	if el := c.next(); !el.Is(s2s.NSBidi, "bidi") {
+		t.Fatalf("Wren answered the bidi feature with %s", el)
+	}
+	el := c.next()
+	if !el.Is(s2s.NSDialback, "result") || el.Attr("to") != domain {
+		t.Fatalf("Wren sent %s instead of its dialback key", el)
+	}
+	c.send(fmt.Sprintf("<db:result from='%s' to='%s' type='valid'/>", domain, el.Attr("from")))
+	return c
+}
+
+// TestS2SBidiOutgoing: on its own stream to a server that offers
+// bidirectional streams, Wren accepts stanzas from that server's domain
+// and ends the stream with invalid-from on any other.
+func TestS2SBidiOutgoing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ts := startTestServer(t, func(c *config.Config) {
+		c.S2S.Listen = "127.0.0.1:0"
+		c.S2S.RequireTLS = false // the fake receiver has no TLS
+		c.S2S.Addresses = map[string]string{"recv.example": ln.Addr().String()}
+	})
+	ts.users(t, "alice")
+	alice := ts.online(t, "alice", "phone")
+
+	alice.message("rita@recv.example", "hello rita")
+	c := fakeReceiver(t, ln, "recv.example")
+	if el := c.next(); el.ChildText(xmpp.NSServer, "body") != "hello rita" {
+		t.Fatalf("the receiver got %s", el)
+	}
+	want := s2s.Stream{Local: "localhost", Remote: "recv.example", Auth: "dialback", Bidi: true}
+	if st := ts.FederationStatus(); len(st.Outgoing) != 1 || st.Outgoing[0] != want || len(st.Incoming) != 0 {
+		t.Errorf("streams: %+v; want only %+v", st, want)
+	}
+	c.send(`<message from='rita@recv.example/desk' to='` + alice.jid + `' type='chat'><body>hello alice</body></message>`)
+	alice.expectMessage("rita@recv.example/desk", "hello alice")
+	c.send(`<message from='boss@localhost' to='` + alice.jid + `' type='chat'><body>forged</body></message>`)
+	c.expectStreamError("invalid-from")
+	alice.expectNone("the forged message", func(el *xmpp.Element) bool { return el.ChildText(xmpp.NSClient, "body") == "forged" })
 }
 
 func TestS2SFederationOff(t *testing.T) {

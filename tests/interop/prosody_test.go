@@ -28,6 +28,7 @@ type prosodyOptions struct {
 	cert, key  string
 	ca         string // authorities trusted for other servers' certificates
 	secureAuth bool   // s2s_secure_auth: only servers with valid certificates
+	bidi       bool   // load mod_s2s_bidi: bidirectional streams (XEP-0288)
 }
 
 func startProsody(t *testing.T, o prosodyOptions) *prosody {
@@ -40,6 +41,10 @@ func startProsody(t *testing.T, o prosodyOptions) *prosody {
 		}
 	}
 	q := func(s string) string { return fmt.Sprintf("%q", s) }
+	modules := `"roster", "saslauth", "tls", "dialback", "disco", "ping"`
+	if o.bidi {
+		modules += `, "s2s_bidi"`
+	}
 	cfg := fmt.Sprintf(`-- written by the Wren interop tests
 run_as_root = true
 pidfile = %s
@@ -51,7 +56,7 @@ c2s_ports = { %s }
 s2s_ports = { %s }
 c2s_direct_tls_ports = {}
 legacy_ssl_ports = {}
-modules_enabled = { "roster", "saslauth", "tls", "dialback", "disco", "ping" }
+modules_enabled = { %s }
 s2s_require_encryption = true
 s2s_secure_auth = %t
 c2s_require_encryption = true
@@ -64,7 +69,7 @@ unbound = { resolvconf = false, hoststxt = false, forward = %s,
 VirtualHost %s
 	ssl = { certificate = %s, key = %s, cafile = %s }
 `, q(filepath.Join(p.dir, "prosody.pid")), q(filepath.Join(p.dir, "data")), q(filepath.Join(p.dir, "certs")),
-		q(p.logPath()), p.c2sPort, p.s2sPort, o.secureAuth, q(o.ca), q(strings.Replace(o.dns, ":", "@", 1)),
+		q(p.logPath()), p.c2sPort, p.s2sPort, modules, o.secureAuth, q(o.ca), q(strings.Replace(o.dns, ":", "@", 1)),
 		q(o.domain), q(o.cert), q(o.key), q(o.ca))
 	p.cfg = filepath.Join(p.dir, "prosody.cfg.lua")
 	if err := os.WriteFile(p.cfg, []byte(cfg), 0o600); err != nil {
@@ -209,5 +214,63 @@ func TestProsodyUntrustedRefused(t *testing.T) {
 	runS2SScenario(t, "bounce", account("wendy", "wren.example", w.Port, ca.CertFile), account("peter", "prosody.example", p.c2sPort, untrusted.CertFile))
 	if !regexpMatch(`refused remote server by policy.*certificate`, w.Logs()) {
 		t.Errorf("Wren did not log why it refused Prosody")
+	}
+}
+
+// TestProsodyBidiExternal: Prosody with mod_s2s_bidi and certificates both
+// sides trust. Wren opens the stream and asks for it to be bidirectional
+// (XEP-0288): Prosody answers over it and never connects to Wren.
+func TestProsodyBidiExternal(t *testing.T) {
+	requirePython(t, "slixmpp")
+	dns := newDNS(t)
+	ca := newCA(t, "federation")
+	pcert, pkey := issue(t, ca, "prosody.example")
+	wcert, wkey := issue(t, ca, "wren.example")
+	p := startProsody(t, prosodyOptions{domain: "prosody.example", dns: dns.Addr(), cert: pcert, key: pkey, ca: ca.CertFile, secureAuth: true, bidi: true})
+	p.register("peter")
+	w := startFedServer(t, "wren.example", wrenS2SConfig(
+		fmt.Sprintf("require_valid_certificates = true\nca_file = %q\n", ca.CertFile),
+		fmt.Sprintf("%q = \"127.0.0.1:%s\"", "prosody.example", p.s2sPort),
+		fmt.Sprintf("cert_file = %q\nkey_file = %q\n", wcert, wkey)))
+	w.addUser("wendy")
+	publish(dns, "wren.example", w.S2SPort)
+
+	runS2SScenario(t, "federate", account("wendy", "wren.example", w.Port, ca.CertFile), account("peter", "prosody.example", p.c2sPort, ca.CertFile))
+	logs := w.Logs()
+	if !regexpMatch(`stream to remote server established.*remote=prosody.example.*auth="SASL EXTERNAL" bidi=true`, logs) {
+		t.Errorf("Wren's stream to Prosody is not bidirectional")
+	}
+	if regexpMatch(`remote server authenticated.*domain=prosody.example`, logs) {
+		t.Errorf("Prosody opened a stream of its own to Wren instead of answering over Wren's bidirectional stream")
+	}
+	if !strings.Contains(p.log(), "Requested bidirectional stream") {
+		t.Errorf("Prosody did not log Wren's request for a bidirectional stream")
+	}
+}
+
+// TestProsodyBidiDialback: Prosody with mod_s2s_bidi and certificates
+// neither side trusts: dialback. Wren's stream to Prosody is
+// bidirectional; Prosody's stream to Wren (opened to verify Wren's key)
+// asks for bidirectional traffic too, and Wren accepts it once Prosody's
+// domain is verified.
+func TestProsodyBidiDialback(t *testing.T) {
+	requirePython(t, "slixmpp")
+	dns := newDNS(t)
+	other := newCA(t, "prosody-only")
+	pcert, pkey := issue(t, other, "prosody.example")
+	p := startProsody(t, prosodyOptions{domain: "prosody.example", dns: dns.Addr(), cert: pcert, key: pkey, ca: other.CertFile, bidi: true})
+	p.register("peter")
+	w := startFedServer(t, "wren.example", wrenS2SConfig("",
+		fmt.Sprintf("%q = \"127.0.0.1:%s\"", "prosody.example", p.s2sPort), ""))
+	w.addUser("wendy")
+	publish(dns, "wren.example", w.S2SPort)
+
+	runS2SScenario(t, "federate", account("wendy", "wren.example", w.Port, w.CA), account("peter", "prosody.example", p.c2sPort, other.CertFile))
+	logs := w.Logs()
+	if !regexpMatch(`stream to remote server established.*remote=prosody.example.*auth=dialback bidi=true`, logs) {
+		t.Errorf("Wren's stream to Prosody is not bidirectional")
+	}
+	if !regexpMatch(`remote server's stream is bidirectional.*local=wren.example remote=prosody.example`, logs) {
+		t.Errorf("Wren did not accept Prosody's stream as bidirectional")
 	}
 }
