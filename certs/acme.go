@@ -110,7 +110,7 @@ func (a *ACME) Prefetch(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		cert, err := a.m.GetCertificate(&tls.ClientHelloInfo{ServerName: d, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}, SupportedCurves: []tls.CurveID{tls.CurveP256}, SignatureSchemes: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256}, SupportedVersions: []uint16{tls.VersionTLS13, tls.VersionTLS12}})
+		cert, err := a.Certificate(d)
 		if err != nil {
 			a.log.Error("cannot obtain an ACME certificate yet; will try again when a client connects", "domain", d, "err", DescribeACMEError(err))
 			errs = append(errs, fmt.Errorf("%s: %w", d, err))
@@ -121,6 +121,18 @@ func (a *ACME) Prefetch(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Certificate returns the (ECDSA) certificate of domain, obtaining it if
+// needed; federation presents it to other servers.
+func (a *ACME) Certificate(domain string) (*tls.Certificate, error) {
+	return a.m.GetCertificate(&tls.ClientHelloInfo{
+		ServerName:        asciiDomain(domain),
+		CipherSuites:      []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+		SupportedCurves:   []tls.CurveID{tls.CurveP256},
+		SignatureSchemes:  []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256},
+		SupportedVersions: []uint16{tls.VersionTLS13, tls.VersionTLS12},
+	})
 }
 
 // Domains returns the names certificates are obtained for.

@@ -134,3 +134,15 @@ func (s *Server) serveACME(ctx context.Context) (wait func()) {
 	})
 	return wg.Wait
 }
+
+// federationCertificate is the certificate presented to other servers:
+// the ACME one when ACME is on and has it, else the configured or
+// self-signed one (which a reload swaps).
+func (s *Server) federationCertificate() *tls.Certificate {
+	if s.acme != nil {
+		if cert, err := s.acme.acme.Certificate(s.cfg.Domain); err == nil {
+			return cert
+		}
+	}
+	return s.certs.Certificate()
+}

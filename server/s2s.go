@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -44,7 +43,7 @@ func (s *Server) buildFederation() error {
 			Domain: cfg.Domain,
 			// s.certs is set after the features are built; a reload swaps
 			// the certificate it holds.
-			Certificate:       func() *tls.Certificate { return s.certs.Certificate() },
+			Certificate:       s.federationCertificate,
 			Roots:             roots,
 			RequireTLS:        cfg.S2S.RequireTLS,
 			RequireValidCerts: cfg.S2S.RequireValidCertificates,
