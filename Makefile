@@ -42,11 +42,11 @@ fmt:
 # is run by hand: it finds a known trailing-dot issue (docs/compliance.md).
 FUZZTIME ?= 5m
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./xmpp
-	$(GO) test -run '^$$' -fuzz '^FuzzStreamHeader$$' -fuzztime $(FUZZTIME) ./xmpp
-	$(GO) test -run '^$$' -fuzz '^FuzzScramServer$$' -fuzztime $(FUZZTIME) ./auth
-	$(GO) test -run '^$$' -fuzz '^FuzzParseInfo$$' -fuzztime $(FUZZTIME) ./caps
-	$(GO) test -run '^$$' -fuzz '^FuzzParseForm$$' -fuzztime $(FUZZTIME) ./adhoc
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 0 ./xmpp
+	$(GO) test -run '^$$' -fuzz '^FuzzStreamHeader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 0 ./xmpp
+	$(GO) test -run '^$$' -fuzz '^FuzzScramServer$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 0 ./auth
+	$(GO) test -run '^$$' -fuzz '^FuzzParseInfo$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 0 ./caps
+	$(GO) test -run '^$$' -fuzz '^FuzzParseForm$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 0 ./adhoc
 
 bench:
 	$(GO) test -run '^$$' -bench . -skip '^BenchmarkArchivePage$$' -benchmem -count 5 ./xmpp ./auth ./storage/... ./router
