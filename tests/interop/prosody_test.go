@@ -153,12 +153,7 @@ func TestProsodyDialback(t *testing.T) {
 	peter := account("peter", "prosody.example", p.c2sPort, other.CertFile)
 	runS2SScenario(t, "federate", wendy, peter)
 	logs := w.Logs()
-	if !regexpMatch(`stream to remote server established.*remote=prosody.example.*auth=dialback`, logs) {
-		t.Errorf("Wren's stream to Prosody was not authenticated with dialback")
-	}
-	if !regexpMatch(`remote server authenticated.*domain=prosody.example auth=dialback`, logs) {
-		t.Errorf("Prosody's stream to Wren was not authenticated with dialback")
-	}
+	expectWrenAuth(t, logs, "prosody.example", "Prosody", "dialback")
 
 	// A stopped peer: the message comes back at once.
 	p.stop()
@@ -185,12 +180,7 @@ func TestProsodyExternal(t *testing.T) {
 
 	runS2SScenario(t, "federate", account("wendy", "wren.example", w.Port, ca.CertFile), account("peter", "prosody.example", p.c2sPort, ca.CertFile))
 	logs := w.Logs()
-	if !regexpMatch(`stream to remote server established.*remote=prosody.example.*auth="SASL EXTERNAL"`, logs) {
-		t.Errorf("Wren's stream to Prosody was not authenticated with SASL EXTERNAL")
-	}
-	if !regexpMatch(`remote server authenticated.*domain=prosody.example auth="SASL EXTERNAL"`, logs) {
-		t.Errorf("Prosody's stream to Wren was not authenticated with SASL EXTERNAL")
-	}
+	expectWrenAuth(t, logs, "prosody.example", "Prosody", "SASL EXTERNAL")
 }
 
 // TestProsodyUntrustedRefused: Wren requires valid certificates and

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -213,3 +214,20 @@ func wrenS2SConfig(extra, addresses, tls string) string {
 }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+// expectWrenAuth checks in Wren's log that both streams with peer (a
+// domain, named name in messages) were authenticated with auth ("dialback"
+// or "SASL EXTERNAL").
+func expectWrenAuth(t *testing.T, logs, peer, name, auth string) {
+	t.Helper()
+	logAuth := auth
+	if strings.Contains(auth, " ") {
+		logAuth = strconv.Quote(auth)
+	}
+	if !regexpMatch(`stream to remote server established.*remote=`+regexp.QuoteMeta(peer)+`.*auth=`+regexp.QuoteMeta(logAuth), logs) {
+		t.Errorf("Wren's stream to %s was not authenticated with %s", name, auth)
+	}
+	if !regexpMatch(`remote server authenticated.*domain=`+regexp.QuoteMeta(peer)+` auth=`+regexp.QuoteMeta(logAuth), logs) {
+		t.Errorf("%s's stream to Wren was not authenticated with %s", name, auth)
+	}
+}
