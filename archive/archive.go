@@ -45,6 +45,7 @@ type Store interface {
 	storage.Archive
 	RosterItem(ctx context.Context, user, contact string) (storage.RosterItem, error)
 	ListAccounts(ctx context.Context) ([]string, error)
+	AfterWrites(fn func()) error
 }
 
 // Config configures the archive.
@@ -68,6 +69,8 @@ type Service struct {
 	router *router.Router
 	log    *slog.Logger
 	now    func() time.Time
+
+	prefsCache prefsCache
 
 	// ctx is cancelled by Close; it stops the cleanup goroutine.
 	ctx    context.Context
@@ -178,43 +181,65 @@ func (s *Service) MessageOut(ctx context.Context, _ *c2s.Session, st *router.Sta
 // returns its archive id and the element as archived: for an incoming
 // message, a copy with its <stanza-id by=owner/>, which is also what the
 // user receives; an outgoing message is kept as sent.
+//
+// The write is queued, not waited for: the message goes on while the
+// store commits it with others (group commit), and the store's order
+// makes it durable before anything the client is told later is (stream
+// management acks wait for AfterWrites). Archive queries wait for queued
+// writes too, so a user always finds what was delivered to them.
 func (s *Service) add(ctx context.Context, owner jid.JID, el *xmpp.Element, with jid.JID, outgoing bool) (string, *xmpp.Element, bool) {
 	user, by := owner.Localpart(), owner.String()
-	for range 3 {
-		id := newID()
-		kept := el
-		if !outgoing {
-			kept = el.ShallowCopy()
-			kept.AddChild(NSSID, "stanza-id", "by", by, "id", id)
-		}
-		_, err := s.store.AppendArchive(ctx, user, storage.ArchivedMessage{
-			ID:   id,
-			Time: s.now().UTC().Truncate(time.Microsecond),
-			With: with.Bare().String(), WithResource: with.Resourcepart(),
-			Outgoing: outgoing,
-			Stanza:   kept.Bytes(),
-		})
-		switch {
-		case err == nil:
-			return id, kept, true
-		case errors.Is(err, storage.ErrExists):
-			continue // an 80-bit collision: draw again
-		default:
-			s.logFailure(user, err)
-			return "", nil, false
-		}
+	now := s.now()
+	id := newID(now)
+	kept := el
+	if !outgoing {
+		kept = el.ShallowCopy()
+		kept.AddChild(NSSID, "stanza-id", "by", by, "id", id)
 	}
-	s.log.Error("cannot draw an unused archive id; message not archived", "user", user)
-	return "", nil, false
+	err := s.store.QueueArchive(ctx, user, storage.ArchivedMessage{
+		ID:   id,
+		Time: now.UTC().Truncate(time.Microsecond),
+		With: with.Bare().String(), WithResource: with.Resourcepart(),
+		Outgoing: outgoing,
+		Stanza:   kept.Bytes(),
+	}, func(_ time.Time, err error) {
+		if err != nil {
+			s.logFailure(user, id, err)
+		}
+	})
+	if err != nil {
+		s.logFailure(user, id, err)
+		return "", nil, false
+	}
+	return id, kept, true
 }
 
-func (s *Service) logFailure(user string, err error) {
-	if errors.Is(err, storage.ErrNotFound) {
+// settled waits until every archive write queued so far is on disk, so
+// that a query sees each message already delivered to the user.
+func (s *Service) settled(ctx context.Context) error {
+	written := make(chan struct{})
+	if err := s.store.AfterWrites(func() { close(written) }); err != nil {
+		return err
+	}
+	select {
+	case <-written:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Service) logFailure(user, id string, err error) {
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
 		// The account was deleted while the message was on its way.
 		s.log.Info("message not archived: the account no longer exists", "user", user)
-		return
+	case errors.Is(err, storage.ErrExists):
+		// Two draws of 80 random bits met: practically never.
+		s.log.Error("message not archived: its random archive id is already used", "user", user, "id", id)
+	default:
+		s.log.Error("cannot archive a message; it was delivered with an archive id the archive lacks", "user", user, "id", id, "err", err)
 	}
-	s.log.Error("cannot archive a message; it is delivered without an archive id", "user", user, "err", err)
 }
 
 // Worth reports whether a message belongs in a user archive (XEP-0313
@@ -288,12 +313,20 @@ func StripStanzaIDs(_ context.Context, st *router.Stanza) bool {
 	return false
 }
 
-// idEncoding writes archive ids: 10 random bytes are 16 characters.
-var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+// idEncoding writes archive ids: 14 bytes are 23 characters. The "hex"
+// alphabet of base32 sorts like the bytes it encodes.
+var idEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
 
-// newID returns an unpredictable archive id of 80 random bits.
-func newID() string {
-	var b [10]byte
-	rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+// newID returns an archive id: the time in milliseconds (48 bits) followed
+// by 64 random bits. Ids cannot be guessed, and they sort by time, so that
+// a user's new messages go at the end of the store's index of ids instead
+// of all over it (writes stay on a few pages).
+func newID(now time.Time) string {
+	var b [14]byte
+	ms := uint64(now.UnixMilli())
+	for i := range 6 {
+		b[i] = byte(ms >> (8 * (5 - i)))
+	}
+	rand.Read(b[6:]) // crypto/rand.Read never fails (Go 1.24+)
 	return idEncoding.EncodeToString(b[:])
 }

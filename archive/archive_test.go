@@ -1,11 +1,13 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +175,7 @@ type fakeStore struct {
 	roster          map[string]bool // "user contact"
 	appended        []storage.ArchivedMessage
 	appendErr       error
+	commitErr       error // reported by the done callback of QueueArchive
 }
 
 func (f *fakeStore) ArchivePrefs(_ context.Context, user string) (storage.ArchivePrefs, error) {
@@ -199,6 +202,11 @@ func (f *fakeStore) ArchivedMessage(_ context.Context, _, id string) (storage.Ar
 	return storage.ArchivedMessage{}, storage.ErrNotFound
 }
 
+func (f *fakeStore) SetArchivePrefs(_ context.Context, user string, p storage.ArchivePrefs) error {
+	f.prefs[user] = p
+	return nil
+}
+
 func (f *fakeStore) ListAccounts(context.Context) ([]string, error) { return nil, nil }
 
 func (f *fakeStore) AppendArchive(_ context.Context, _ string, m storage.ArchivedMessage) (time.Time, error) {
@@ -207,6 +215,29 @@ func (f *fakeStore) AppendArchive(_ context.Context, _ string, m storage.Archive
 	}
 	f.appended = append(f.appended, m)
 	return m.Time, nil
+}
+
+// QueueArchive fails at once with appendErr (a store that cannot take the
+// write), else stores the message and reports commitErr, if any, as the
+// result of the write.
+func (f *fakeStore) QueueArchive(ctx context.Context, user string, m storage.ArchivedMessage, done func(time.Time, error)) error {
+	if f.appendErr != nil {
+		return f.appendErr
+	}
+	if f.commitErr != nil {
+		done(time.Time{}, f.commitErr)
+		return nil
+	}
+	t, err := f.AppendArchive(ctx, user, m)
+	if done != nil {
+		done(t, err)
+	}
+	return nil
+}
+
+func (f *fakeStore) AfterWrites(fn func()) error {
+	fn()
+	return nil
 }
 
 func newTestService(t *testing.T, store Store, mode string) *Service {
@@ -246,8 +277,8 @@ func TestWants(t *testing.T) {
 	}
 }
 
-// A failing archive must not lose the message: it is delivered without
-// a stanza-id (and a claimed one is still removed).
+// An archive that cannot take the message must not lose it: it is
+// delivered without a stanza-id (and a claimed one is still removed).
 func TestMessageInStorageFailure(t *testing.T) {
 	f := &fakeStore{appendErr: errors.New("disk full")}
 	s := newTestService(t, f, storage.ArchiveAlways)
@@ -275,7 +306,7 @@ func TestMessageInArchives(t *testing.T) {
 	}
 	m := f.appended[0]
 	sid := st.El.Child(NSSID, "stanza-id")
-	if sid == nil || sid.Attr("by") != "alice@example.org" || sid.Attr("id") != m.ID || len(m.ID) != 16 {
+	if sid == nil || sid.Attr("by") != "alice@example.org" || sid.Attr("id") != m.ID || len(m.ID) != 23 {
 		t.Fatalf("delivered %s, archived id %q", st.El, m.ID)
 	}
 	if m.With != "bob@example.org" || m.WithResource != "x" || m.Outgoing || m.Time.Nanosecond()%1000 != 0 {
@@ -295,5 +326,79 @@ func TestMessageInArchives(t *testing.T) {
 	self := &router.Stanza{El: out.El, From: jid.MustParse("alice@example.org/y"), To: jid.MustParse("alice@example.org/z")}
 	if id := s.ArchiveSent(context.Background(), self); id != "" || len(f.appended) != 2 {
 		t.Fatalf("a message to oneself archived as sent (%q)", id)
+	}
+}
+
+// A write that fails after it was queued (the disk filled up meanwhile)
+// does not hold the message back: it was delivered with its stanza-id, and
+// the failure is logged for the operator with the user and the id.
+func TestMessageInCommitFailureLogged(t *testing.T) {
+	f := &fakeStore{commitErr: errors.New("database or disk is full")}
+	var logs bytes.Buffer
+	r, err := router.New("example.org", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{DefaultMode: storage.ArchiveAlways}, f, r, slog.New(slog.NewTextHandler(&logs, nil)))
+	el := parse(t, `<message xmlns='jabber:client' type='chat' from='bob@example.org/x' to='alice@example.org'><body>hi</body></message>`)
+	st := &router.Stanza{El: el, From: jid.MustParse("bob@example.org/x"), To: jid.MustParse("alice@example.org")}
+	if s.MessageIn(context.Background(), st) {
+		t.Fatal("MessageIn consumed the message")
+	}
+	sid := st.El.Child(NSSID, "stanza-id")
+	if sid == nil || st.El.ChildText(xmpp.NSClient, "body") != "hi" {
+		t.Fatalf("delivered %s", st.El)
+	}
+	for _, want := range []string{"level=ERROR", "user=alice", "id=" + sid.Attr("id"), "disk is full"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+}
+
+// Preferences are read from the store once and then served from memory;
+// a change through the protocol and a deleted account are seen at once.
+func TestPrefsCached(t *testing.T) {
+	ctx := context.Background()
+	f := &fakeStore{prefs: map[string]storage.ArchivePrefs{"alice": {Default: storage.ArchiveNever}}}
+	s := newTestService(t, f, storage.ArchiveAlways)
+	bob := jid.MustParse("bob@example.org")
+	if s.wants(ctx, "alice", bob) {
+		t.Fatal("alice's never preference ignored")
+	}
+	// Changed behind the archive's back: the cache answers.
+	f.prefs["alice"] = storage.ArchivePrefs{Default: storage.ArchiveAlways}
+	if s.wants(ctx, "alice", bob) {
+		t.Fatal("preferences read from the store again: not cached")
+	}
+	s.Forget("alice")
+	if !s.wants(ctx, "alice", bob) {
+		t.Fatal("preferences of a forgotten account still cached")
+	}
+	// A change through the protocol replaces the cached value.
+	iq := &router.Stanza{El: parse(t, `<iq xmlns='jabber:client' type='set' id='p1'><prefs xmlns='urn:xmpp:mam:2' default='never'/></iq>`),
+		From: jid.MustParse("alice@example.org/a"), To: jid.MustParse("alice@example.org")}
+	if err := s.handlePrefs(ctx, iq, iq.El.FirstElement()); err != nil {
+		t.Fatal(err)
+	}
+	if s.wants(ctx, "alice", bob) {
+		t.Fatal("preferences set through the protocol not seen")
+	}
+}
+
+// Archive ids sort by time (so that index writes stay local) and still
+// differ within one millisecond.
+func TestNewIDOrdered(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	a, b := newID(t0), newID(t0)
+	later := newID(t0.Add(time.Millisecond))
+	if a == b {
+		t.Fatalf("two ids of the same millisecond are equal: %s", a)
+	}
+	if !(a < later && b < later) {
+		t.Fatalf("ids do not sort by time: %s, %s before %s", a, b, later)
+	}
+	if len(a) != 23 || strings.Trim(a, "0123456789ABCDEFGHIJKLMNOPQRSTUV") != "" {
+		t.Fatalf("id %q: want 23 characters of base32hex", a)
 	}
 }

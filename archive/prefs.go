@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"mellium.im/xmpp/jid"
 
@@ -14,16 +15,69 @@ import (
 // maxPrefsJIDs caps each of the always and never lists.
 const maxPrefsJIDs = 1000
 
+// prefsCacheMax bounds the number of users whose preferences are cached;
+// the cache starts over when full.
+const prefsCacheMax = 50_000
+
+// prefsCache keeps users' archiving preferences in memory: they are read
+// for every message and change only through handlePrefs (or with the
+// account). gen counts changes, so that a read racing with a change does
+// not cache the old value.
+type prefsCache struct {
+	mu  sync.Mutex
+	m   map[string]storage.ArchivePrefs
+	gen uint64
+}
+
+func (c *prefsCache) get(user string) (storage.ArchivePrefs, uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.m[user]
+	return p, c.gen, ok
+}
+
+// put caches p unless preferences changed since gen was read.
+func (c *prefsCache) put(user string, p storage.ArchivePrefs, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	if c.m == nil || len(c.m) >= prefsCacheMax {
+		c.m = make(map[string]storage.ArchivePrefs)
+	}
+	c.m[user] = p
+}
+
+// forget drops the user's cached preferences.
+func (c *prefsCache) forget(user string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	delete(c.m, user)
+}
+
 // prefs returns the user's preferences, or the configured default.
 func (s *Service) prefs(ctx context.Context, user string) storage.ArchivePrefs {
+	p, gen, ok := s.prefsCache.get(user)
+	if ok {
+		return p
+	}
 	p, err := s.store.ArchivePrefs(ctx, user)
-	if err != nil {
-		if !errors.Is(err, storage.ErrNotFound) {
-			s.log.Warn("cannot read archiving preferences; using the default", "user", user, "err", err)
-		}
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		p = storage.ArchivePrefs{Default: s.cfg.DefaultMode}
+	case err != nil:
+		s.log.Warn("cannot read archiving preferences; using the default", "user", user, "err", err)
 		return storage.ArchivePrefs{Default: s.cfg.DefaultMode}
 	}
+	s.prefsCache.put(user, p, gen)
 	return p
+}
+
+// Forget drops what the archive keeps in memory about a deleted account.
+func (s *Service) Forget(user string) {
+	s.prefsCache.forget(user)
 }
 
 // wants reports whether a message exchanged between user and contact is
@@ -94,7 +148,12 @@ func (s *Service) handlePrefs(ctx context.Context, iq *router.Stanza, el *xmpp.E
 	if p.Never, err = jidList(el.Child(NS, "never")); err != nil {
 		return err
 	}
-	if err := s.store.SetArchivePrefs(ctx, user, p); err != nil {
+	// Forgotten before and after the write: a message routed meanwhile
+	// reads the preferences from the store.
+	s.prefsCache.forget(user)
+	err = s.store.SetArchivePrefs(ctx, user, p)
+	s.prefsCache.forget(user)
+	if err != nil {
 		return err
 	}
 	s.log.Info("archiving preferences changed", "user", user, "default", p.Default, "always", len(p.Always), "never", len(p.Never))

@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -41,11 +42,17 @@ func (s *Service) handleIQ(ctx context.Context, iq *router.Stanza) error {
 	typ := iq.Type()
 	switch {
 	case el.Is(NS, "query") && typ == "set":
+		if err := s.settled(ctx); err != nil {
+			return fmt.Errorf("waiting for queued archive writes: %w", err)
+		}
 		return s.query(ctx, iq, el)
 	case el.Is(NS, "query") && typ == "get":
 		s.router.Result(ctx, iq, queryForm())
 		return nil
 	case el.Is(NS, "metadata") && typ == "get":
+		if err := s.settled(ctx); err != nil {
+			return fmt.Errorf("waiting for queued archive writes: %w", err)
+		}
 		return s.metadata(ctx, iq)
 	case el.Is(NS, "prefs"):
 		return s.handlePrefs(ctx, iq, el)
@@ -244,7 +251,7 @@ func resultMessage(m storage.ArchivedMessage, owner, to, queryID string) (*xmpp.
 	if err != nil {
 		return nil, err
 	}
-	msg := xmpp.NewElement(xmpp.NSClient, "message", "from", owner, "to", to, "id", newID())
+	msg := xmpp.NewElement(xmpp.NSClient, "message", "from", owner, "to", to, "id", newID(time.Now()))
 	res := msg.AddChild(NS, "result", "queryid", queryID, "id", m.ID)
 	fwd := res.AddChild(NSForward, "forwarded")
 	fwd.AddChild(xmpp.NSDelay, "delay", "stamp", m.Time.UTC().Format(stampLayout))

@@ -121,6 +121,12 @@ type Config struct {
 	// failures from one address.
 	FailureDelay, MaxFailureDelay time.Duration
 
+	// AfterWrites calls fn once every storage write queued so far is on
+	// disk (writes such as archive copies are queued, not waited for).
+	// Stream management acks wait for it, so that what the server
+	// acknowledged is durable. Nil: every write is durable when it returns.
+	AfterWrites func(fn func()) error
+
 	Accounts storage.Accounts
 	Router   *router.Router
 	Hooks    Hooks

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -139,6 +140,15 @@ func (s *Session) resume(el *xmpp.Element) (bool, error) {
 	}
 	s.srv.cfg.Router.Bind(s)
 	s.srv.registerResumable(s)
+	if err := s.waitWrites(writeTimeout); err != nil {
+		// h counts stanzas the server cannot vouch for: refuse rather
+		// than acknowledge them.
+		s.log.Error("stream resumption refused: the stanzas it would acknowledge are not on disk", "err", err)
+		s.mu.Lock()
+		s.smResumable = false
+		s.mu.Unlock()
+		return false, xmpp.NewStreamError(xmpp.StreamInternalServerError, "the server cannot store data right now")
+	}
 	resumed := xmpp.NewElement(xmpp.NSSM, "resumed", "previd", previd, "h", strconv.FormatUint(uint64(s.handledIn), 10))
 	s.srv.cfg.Metrics.SMResumed()
 	s.log.Info("client session resumed", "client_h", h, "resent", s.q.depth())
@@ -151,13 +161,52 @@ func (s *Session) resume(el *xmpp.Element) (bool, error) {
 	return true, nil
 }
 
+// answerAckRequest answers the client's <r/> with the number of stanzas
+// handled so far, once what handling them queued for the disk is there:
+// the client forgets what the server acknowledged.
+func (s *Session) answerAckRequest() {
+	a := xmpp.NewElement(xmpp.NSSM, "a", "h", strconv.FormatUint(uint64(s.handledIn), 10))
+	afterWrites := s.srv.cfg.AfterWrites
+	if afterWrites == nil {
+		s.q.control(a)
+		return
+	}
+	q := s.q // the logical session's queue, also after a resume
+	if err := afterWrites(func() { q.control(a) }); err != nil {
+		// The store is closing (the server shuts down): no answer, so
+		// that the client sends the stanzas again after reconnecting.
+		s.log.Info("ack request not answered: storage is closing", "err", err)
+	}
+}
+
+// waitWrites waits, bounded by timeout, until what the stanzas handled so
+// far queued for the disk is there.
+func (s *Session) waitWrites(timeout time.Duration) error {
+	afterWrites := s.srv.cfg.AfterWrites
+	if afterWrites == nil {
+		return nil
+	}
+	written := make(chan struct{})
+	if err := afterWrites(func() { close(written) }); err != nil {
+		return err
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-written:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("storage writes not done after %s", timeout)
+	}
+}
+
 // handleSM processes a stream management or CSI element on a bound
 // stream. It returns a stream error for a protocol violation.
 func (s *Session) handleSM(el *xmpp.Element) error {
 	switch {
 	case el.Is(xmpp.NSSM, "r"):
 		if s.smEnabled {
-			s.q.control(xmpp.NewElement(xmpp.NSSM, "a", "h", strconv.FormatUint(uint64(s.handledIn), 10)))
+			s.answerAckRequest()
 		}
 	case el.Is(xmpp.NSSM, "a"):
 		if !s.smEnabled {

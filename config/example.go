@@ -189,6 +189,10 @@ ack_timeout = "1m0s"
 # database answer, 503 otherwise). It has no authentication: keep it on
 # loopback or a private network. An empty string disables it.
 listen = "127.0.0.1:9590"
+# Also serve Go's runtime profiles (CPU, heap, goroutines) at
+# /debug/pprof/, for "go tool pprof". Profiles show JIDs and message sizes
+# in memory: enable only while diagnosing, on a trusted network.
+profiling = false
 
 [push]
 # Push notifications (XEP-0357): a phone app that is asleep (no connection,

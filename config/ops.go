@@ -14,6 +14,10 @@ type Metrics struct {
 	// endpoint has no authentication: keep it on loopback or a private
 	// network.
 	Listen string `toml:"listen"`
+	// Profiling also serves Go's runtime profiles (CPU, heap, goroutines)
+	// at /debug/pprof/ on the same endpoint, for diagnosing performance
+	// problems. Off by default.
+	Profiling bool `toml:"profiling"`
 }
 
 // Change is an option whose value differs between two configurations.

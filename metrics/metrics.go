@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"time"
 
@@ -80,8 +81,17 @@ const healthTimeout = 5 * time.Second
 // Handler serves /metrics in the Prometheus text format and /healthz,
 // which answers 200 "ok" when health returns nil and 503 with the reason
 // otherwise.
-func (m *Metrics) Handler(health HealthFunc) http.Handler {
+// With profiling it also serves the runtime profiles of net/http/pprof at
+// /debug/pprof/.
+func (m *Metrics) Handler(health HealthFunc, profiling bool) http.Handler {
 	mux := http.NewServeMux()
+	if profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		Registry:          m.reg, // count the scrapes and their errors too
 		ErrorHandling:     promhttp.ContinueOnError,

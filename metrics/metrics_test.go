@@ -96,7 +96,7 @@ func TestHandler(t *testing.T) {
 	m := New("9.9")
 	m.C2S.StanzaIn("message")
 	var healthErr error
-	srv := httptest.NewServer(m.Handler(func(ctx context.Context) error { return healthErr }))
+	srv := httptest.NewServer(m.Handler(func(ctx context.Context) error { return healthErr }, false))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		t.Helper()
@@ -126,5 +126,23 @@ func TestHandler(t *testing.T) {
 	}
 	if code, _ := get("/nothing"); code != 404 {
 		t.Errorf("/nothing: %d", code)
+	}
+	if code, _ := get("/debug/pprof/"); code != 404 {
+		t.Errorf("/debug/pprof/ without profiling: %d, want 404", code)
+	}
+}
+
+func TestHandlerProfiling(t *testing.T) {
+	m := New("9.9")
+	srv := httptest.NewServer(m.Handler(func(ctx context.Context) error { return nil }, true))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "goroutine profile:") {
+		t.Errorf("/debug/pprof/goroutine with profiling: %d %.80q", resp.StatusCode, b)
 	}
 }

@@ -28,6 +28,9 @@ func (s *Server) streamFeatures() []*xmpp.Element {
 // deleted account, so that an account created again under the same name
 // starts clean.
 func (s *Server) accountDeleted(user string) {
+	if s.history != nil && s.history.archive != nil {
+		s.history.archive.Forget(user)
+	}
 	if s.blocking != nil {
 		s.blocking.Forget(user)
 	}

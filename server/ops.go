@@ -172,7 +172,7 @@ func (s *Server) startOps(ctx context.Context) (wait func()) {
 	}
 	if s.metricsLn != nil {
 		hs := &http.Server{
-			Handler:           s.metrics.Handler(s.health),
+			Handler:           s.metrics.Handler(s.health, s.cfg.Metrics.Profiling),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}

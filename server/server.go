@@ -211,6 +211,7 @@ func (s *Server) build(cert tls.Certificate) error {
 		Domain:                 cfg.Domain,
 		TLS:                    tlsCfg,
 		Cert:                   s.certs.Leaf,
+		AfterWrites:            s.store.AfterWrites,
 		Metrics:                s.metrics.C2S,
 		AllowPlaintextLoopback: cfg.C2S.AllowPlaintextLoopback,
 		AllowPlain:             cfg.Auth.AllowPlain,

@@ -1,13 +1,16 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"wren.im/wren/storage"
 
 	"wren.im/wren/c2s"
 	"wren.im/wren/config"
@@ -498,7 +501,14 @@ func TestCSIHoldsPresenceUntilActive(t *testing.T) {
 	ts.addUser(t, "bob", smPass)
 	ts.mutual(t, "alice", "bob")
 	bob := smLogin(t, ts, "bob", "phone")
-	bob.send(`<inactive xmlns='urn:xmpp:csi:0'/>`)
+	// The ack comes once bob's reader handled everything before it: the
+	// rest of its initial presence (probes of its contacts) and <inactive/>.
+	bob.send(`<inactive xmlns='urn:xmpp:csi:0'/><r xmlns='urn:xmpp:sm:3'/>`)
+	for el := bob.next(); !el.Is(xmpp.NSSM, "a"); el = bob.next() {
+		if el.Is(xmpp.NSSM, "r") {
+			bob.send(fmt.Sprintf(`<a xmlns='urn:xmpp:sm:3' h='%d'/>`, bob.h))
+		}
+	}
 	alice := dialRaw(t, ts.addr())
 	alice.login("localhost", "alice", smPass, "desk")
 	alice.send(`<presence><show>away</show></presence>`)
@@ -526,5 +536,55 @@ func TestCSIHoldsPresenceUntilActive(t *testing.T) {
 	alice.send(`<presence><show>chat</show></presence>`)
 	if p := bob.stanza(); p.ChildText(xmpp.NSClient, "show") != "chat" {
 		t.Fatalf("active client got %s", p)
+	}
+}
+
+// Archive copies are written behind the routing path (group commit), but
+// an ack tells the client it may forget what it sent: the server answers
+// <r/> only once every message the ack covers is on disk. Read here
+// straight from the store, which sees committed writes only.
+func TestSMAckWaitsForArchiveWrites(t *testing.T) {
+	ts := startTestServer(t, nil)
+	ts.addUser(t, "alice", smPass)
+	ts.addUser(t, "bob", smPass)
+	bob := smLogin(t, ts, "bob", "desk")
+	alice := smLogin(t, ts, "alice", "phone")
+	const n = 300
+	var burst strings.Builder
+	for i := range n {
+		fmt.Fprintf(&burst, `<message to='bob@localhost' type='chat' id='m%d'><body>message %d</body></message>`, i, i)
+	}
+	burst.WriteString(`<r xmlns='urn:xmpp:sm:3'/>`)
+	alice.send(burst.String())
+	var a *xmpp.Element
+	for a == nil {
+		el := alice.next()
+		switch {
+		case el.Is(xmpp.NSSM, "a"):
+			a = el
+		case el.Is(xmpp.NSSM, "r"):
+			alice.send(fmt.Sprintf(`<a xmlns='urn:xmpp:sm:3' h='%d'/>`, alice.h))
+		case el.IsStanza():
+			alice.h++
+		}
+	}
+	// The initial presence and the n messages.
+	if a.Attr("h") != strconv.Itoa(n+1) {
+		t.Fatalf("ack %s, want h=%d", a, n+1)
+	}
+	ctx := context.Background()
+	for _, user := range []string{"alice", "bob"} {
+		got, err := ts.store.CountArchive(ctx, user, storage.ArchiveQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != n {
+			t.Errorf("when the ack arrived, %s's archive held %d of the %d acknowledged messages", user, got, n)
+		}
+	}
+	for i := range n {
+		if m := nextMessage(bob.rawClient); m.ChildText(xmpp.NSClient, "body") != fmt.Sprintf("message %d", i) {
+			t.Fatalf("bob got %s, want message %d", m, i)
+		}
 	}
 }

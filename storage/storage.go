@@ -234,6 +234,15 @@ type Archive interface {
 	// ErrNotFound if the user has no account. The message is durable when
 	// AppendArchive returns nil.
 	AppendArchive(ctx context.Context, user string, m ArchivedMessage) (time.Time, error)
+	// QueueArchive adds a message like AppendArchive but returns as soon
+	// as the write is queued, behind every write queued before it (it
+	// blocks only while the store is too far behind). done, if not nil, is
+	// called with AppendArchive's results once the message is on disk or
+	// the write failed; it runs on the store's writer and must not block.
+	// The error is for a write that could not be queued (store closed, ctx
+	// done while waiting for room). Use AfterWrites to learn when queued
+	// writes are durable.
+	QueueArchive(ctx context.Context, user string, m ArchivedMessage, done func(time.Time, error)) error
 	// ArchivedMessage returns one message by archive id; ErrNotFound if
 	// there is none.
 	ArchivedMessage(ctx context.Context, user, id string) (ArchivedMessage, error)
@@ -275,6 +284,10 @@ type Store interface {
 	PushGateway
 	PEP
 	Blocklists
+	// AfterWrites calls fn once every write queued or started before the
+	// call is on disk (or failed). fn runs on the store's writer and must
+	// not block. ErrClosed-like errors mean fn will never be called.
+	AfterWrites(fn func()) error
 	// Close flushes pending writes and releases the database.
 	Close() error
 }

@@ -39,11 +39,46 @@ const archiveColumns = "id, stanza_id, ts, with_jid, with_res, outgoing, stanza"
 // that callers round to microseconds (for XEP-0082 stamps) exact.
 const archiveTick = int64(time.Microsecond)
 
+// lastTSMax bounds the writer's memory of the latest archive time of each
+// user (Store.lastTS); it starts over when full.
+const lastTSMax = 100_000
+
 // AppendArchive adds a message at the end of the user's archive. The time
 // stored is m.Time (now when zero), moved to archiveTick after the user's
 // latest message if it would not come after it, so that archive order and
 // time order agree and no two messages of a user share a time.
 func (s *Store) AppendArchive(ctx context.Context, user string, m storage.ArchivedMessage) (time.Time, error) {
+	fn, stored := s.appendArchive(user, m)
+	if err := s.writeOp(ctx, &writeOp{ctx: ctx, fn: fn, oneChange: true}); err != nil {
+		return time.Time{}, fmt.Errorf("sqlite: archive message for %s: %w", user, err)
+	}
+	return stored(), nil
+}
+
+// QueueArchive adds a message at the end of the user's archive like
+// AppendArchive, without waiting for the write: see storage.Archive.
+func (s *Store) QueueArchive(ctx context.Context, user string, m storage.ArchivedMessage, done func(time.Time, error)) error {
+	fn, stored := s.appendArchive(user, m)
+	var report func(error)
+	if done != nil {
+		report = func(err error) {
+			if err != nil {
+				done(time.Time{}, fmt.Errorf("sqlite: archive message for %s: %w", user, err))
+				return
+			}
+			done(stored(), nil)
+		}
+	}
+	if err := s.queueOp(ctx, &writeOp{fn: fn, done: report, oneChange: true}); err != nil {
+		return fmt.Errorf("sqlite: archive message for %s: %w", user, err)
+	}
+	return nil
+}
+
+// appendArchive returns the write that appends m to user's archive and a
+// function that returns the time it was stored under, valid once the
+// write succeeded.
+func (s *Store) appendArchive(user string, m storage.ArchivedMessage) (func(*sql.Tx) error, func() time.Time) {
 	ts := m.Time.UnixNano()
 	if m.Time.IsZero() {
 		ts = time.Now().UnixNano()
@@ -52,31 +87,38 @@ func (s *Store) AppendArchive(ctx context.Context, user string, m storage.Archiv
 	if m.Outgoing {
 		out = 1
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var last int64
-		err := tx.QueryRow("SELECT ts FROM archive WHERE username = ? ORDER BY ts DESC, id DESC LIMIT 1", user).Scan(&last)
-		switch {
-		case isNoRows(err):
-		case err != nil:
-			return fmt.Errorf("latest time: %w", err)
-		case ts <= last:
-			ts = last + archiveTick
+	var stored int64
+	fn := func(tx *sql.Tx) error {
+		at := ts
+		last, ok := s.lastTS[user]
+		if !ok {
+			err := tx.QueryRow("SELECT ts FROM archive WHERE username = ? ORDER BY ts DESC, id DESC LIMIT 1", user).Scan(&last)
+			if err != nil && !isNoRows(err) {
+				return fmt.Errorf("latest time: %w", err)
+			}
 		}
-		_, err = tx.Exec(`INSERT INTO archive (username, stanza_id, ts, with_jid, with_res, outgoing, stanza)
+		if at <= last {
+			at = last + archiveTick
+		}
+		_, err := tx.Exec(`INSERT INTO archive (username, stanza_id, ts, with_jid, with_res, outgoing, stanza)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			user, m.ID, ts, m.With, m.WithResource, out, blob(m.Stanza))
+			user, m.ID, at, m.With, m.WithResource, out, blob(m.Stanza))
 		switch {
 		case isForeignKey(err):
 			return noAccount(user)
 		case isUnique(err):
 			return fmt.Errorf("archive id %q: %w", m.ID, storage.ErrExists)
+		case err != nil:
+			return err
 		}
-		return err
-	})
-	if err != nil {
-		return time.Time{}, fmt.Errorf("sqlite: archive message for %s: %w", user, err)
+		if len(s.lastTS) >= lastTSMax {
+			clear(s.lastTS)
+		}
+		s.lastTS[user] = at
+		stored = at
+		return nil
 	}
-	return fromUnixNano(ts), nil
+	return fn, func() time.Time { return fromUnixNano(stored) }
 }
 
 // isUnique reports whether err is a unique constraint violation.

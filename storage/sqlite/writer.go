@@ -11,15 +11,51 @@ import (
 // writeOp is one write queued to the writer goroutine.
 type writeOp struct {
 	// ctx is the caller's context; an op whose context is done before the
-	// writer starts it is skipped.
+	// writer starts it is skipped. Queued (asynchronous) ops use a context
+	// that is never done: once queued they run.
 	ctx context.Context
 	// fn performs the write inside the batch transaction. It must not keep
-	// tx or use it after returning.
+	// tx or use it after returning. A nil fn writes nothing: the op is a
+	// barrier that completes when every op queued before it did.
 	fn func(tx *sql.Tx) error
+	// oneChange is set when fn changes the database with at most one
+	// statement: SQLite undoes a failing statement by itself, so fn needs
+	// no savepoint of its own (three statements saved per op).
+	oneChange bool
 	// reply receives fn's result once the transaction committed (or the
-	// error that prevented it). Buffered so the writer never blocks on a
-	// caller that stopped waiting.
+	// error that prevented it), for a caller waiting in write. Buffered so
+	// the writer never blocks on a caller that stopped waiting.
 	reply chan error
+	// done, for a queued op, is called from the writer goroutine with fn's
+	// result once the transaction committed (or failed).
+	done func(error)
+}
+
+// finish reports the op's result to its caller.
+func (op *writeOp) finish(err error) {
+	if op.reply != nil {
+		op.reply <- err
+	}
+	if op.done != nil {
+		op.done(err)
+	}
+}
+
+// enqueue hands op to the writer goroutine, in the order of the calls. It
+// blocks only while the queue is full (the writer is behind by queueSize
+// ops), which slows the callers down to the speed of the disk.
+func (s *Store) enqueue(ctx context.Context, op *writeOp) error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	select {
+	case s.ops <- op:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // write runs fn in the writer goroutine and returns its error once the
@@ -28,22 +64,20 @@ type writeOp struct {
 // Values computed by fn may be read by the caller only after write returned
 // nil.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if s.isClosed() {
-		return ErrClosed
-	}
+	return s.writeOp(ctx, &writeOp{ctx: ctx, fn: fn})
+}
+
+// writeOp runs op like write.
+func (s *Store) writeOp(ctx context.Context, op *writeOp) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := &writeOp{ctx: ctx, fn: fn, reply: make(chan error, 1)}
-	select {
-	case s.ops <- op:
-	case <-s.quit:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
+	op.reply = make(chan error, 1)
+	if err := s.enqueue(ctx, op); err != nil {
+		return err
 	}
-	// The writer received op, so it will run it (or skip it if ctx is done)
-	// and reply: Close waits for the writer to finish its batch.
+	// The op is queued, so the writer will run it (or skip it if ctx is
+	// done) and reply: Close lets the writer finish every queued op.
 	select {
 	case err := <-op.reply:
 		return err
@@ -52,8 +86,31 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 }
 
-// writer is the goroutine that runs every write. It returns when quit is
-// closed, after finishing the batch in progress; Close waits for it.
+// queue runs fn in the writer goroutine like write, without waiting for
+// it: it returns once the op is queued, behind every op queued before it.
+// done (if not nil) is called from the writer goroutine with fn's result
+// once the transaction committed; it must not block. ctx bounds only the
+// wait for room in a full queue.
+func (s *Store) queue(ctx context.Context, fn func(tx *sql.Tx) error, done func(error)) error {
+	return s.queueOp(ctx, &writeOp{fn: fn, done: done})
+}
+
+// queueOp queues op like queue.
+func (s *Store) queueOp(ctx context.Context, op *writeOp) error {
+	op.ctx = context.Background()
+	return s.enqueue(ctx, op)
+}
+
+// AfterWrites calls fn, from the writer goroutine, once every write queued
+// before the call is on disk (committed or failed). fn must not block. It
+// returns ErrClosed after Close, without calling fn.
+func (s *Store) AfterWrites(fn func()) error {
+	return s.queue(context.Background(), nil, func(error) { fn() })
+}
+
+// writer is the goroutine that runs every write. When quit is closed it
+// runs what is still queued (no op can be added any more) and returns;
+// Close waits for it.
 func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*writeOp, 0, maxBatch)
@@ -62,7 +119,15 @@ func (s *Store) writer() {
 		case op := <-s.ops:
 			batch = append(batch, op)
 		case <-s.quit:
-			return
+			for {
+				batch = s.fill(batch)
+				if len(batch) == 0 {
+					return
+				}
+				s.runBatch(batch)
+				clear(batch)
+				batch = batch[:0]
+			}
 		}
 		// Group commit: yield once so that callers that are runnable (the
 		// ones answered by the previous batch, typically) get to queue
@@ -70,30 +135,35 @@ func (s *Store) writer() {
 		// yield the writer, woken by the first sender, tends to run ahead
 		// of the others: measured batches were 4 times smaller.
 		runtime.Gosched()
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case op := <-s.ops:
-				batch = append(batch, op)
-			default:
-				break fill
-			}
-		}
+		batch = s.fill(batch)
 		s.runBatch(batch)
 		clear(batch) // drop references to finished ops
 		batch = batch[:0]
 	}
 }
 
-// runBatch runs ops in one transaction and replies to each of them. Each op
-// runs inside its own savepoint, so an op that fails is rolled back alone
-// and its caller alone gets the error. An error that breaks the transaction
-// itself fails every op of the batch.
+// fill appends the ops waiting in the queue to batch, up to maxBatch.
+func (s *Store) fill(batch []*writeOp) []*writeOp {
+	for len(batch) < maxBatch {
+		select {
+		case op := <-s.ops:
+			batch = append(batch, op)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// runBatch runs ops in one transaction and reports to each of them. Each
+// op runs inside its own savepoint, so an op that fails is rolled back
+// alone and its caller alone gets the error. An error that breaks the
+// transaction itself fails every op of the batch.
 func (s *Store) runBatch(ops []*writeOp) {
 	errs := make([]error, len(ops))
 	reply := func() {
 		for i, op := range ops {
-			op.reply <- errs[i]
+			op.finish(errs[i])
 		}
 	}
 	fail := func(err error) {
@@ -105,6 +175,18 @@ func (s *Store) runBatch(ops []*writeOp) {
 		reply()
 	}
 
+	writes := 0
+	for _, op := range ops {
+		if op.fn != nil {
+			writes++
+		}
+	}
+	if writes == 0 {
+		// Only barriers: everything before them is already done.
+		reply()
+		return
+	}
+
 	// The transaction does not use any caller's context: it is shared by
 	// every op of the batch and an op that started must complete.
 	tx, err := s.w.BeginTx(context.Background(), nil)
@@ -114,16 +196,19 @@ func (s *Store) runBatch(ops []*writeOp) {
 		return
 	}
 
-	single := len(ops) == 1
+	single := writes == 1
 	ran := 0 // ops that ran without error
 	for i, op := range ops {
+		if op.fn == nil {
+			continue
+		}
 		if err := op.ctx.Err(); err != nil {
 			errs[i] = err
 			continue
 		}
-		if single {
+		if single || op.oneChange {
 			// No savepoint needed: on error the whole transaction is
-			// rolled back below.
+			// rolled back below, or nothing of op remains.
 			errs[i] = op.fn(tx)
 		} else if errs[i], err = runInSavepoint(tx, op.fn); err != nil {
 			// The transaction is unusable: give up on the whole batch.
