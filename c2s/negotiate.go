@@ -1,7 +1,6 @@
 package c2s
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -40,8 +39,10 @@ func (s *Session) negotiate(ctx context.Context) error {
 			return err
 		}
 	} else {
-		s.reader = xmpp.NewReader(s.conn, pre)
-		s.writer = bufio.NewWriterSize(s.conn, 4096)
+		s.in = xmpp.NewPooledReader(s.srv.readBufs)
+		s.in.Reset(s.conn, s.conn.waitReadable)
+		s.reader = xmpp.NewReader(s.in, pre)
+		s.out = s.conn
 	}
 	s.reader.SetLimits(pre)
 	authed := false
@@ -91,7 +92,8 @@ func (s *Session) negotiate(ctx context.Context) error {
 				}
 				if ok {
 					authed = true
-					s.reader.Reset(s.readSource())
+					s.in.Reset(s.readSource(), s.conn.waitReadable)
+					s.reader.Reset(s.in)
 					break elements
 				}
 				failures++
@@ -132,11 +134,6 @@ func (s *Session) handshakeTLS() error {
 	if s.srv.cfg.TLS == nil {
 		return xmpp.NewStreamError(xmpp.StreamPolicyViolation, "TLS is not configured")
 	}
-	if s.writer != nil {
-		if err := s.writer.Flush(); err != nil {
-			return err
-		}
-	}
 	cfg := s.srv.cfg.TLS
 	if get := cfg.GetCertificate; get != nil {
 		// Remember the certificate this connection is served: it is the
@@ -151,6 +148,9 @@ func (s *Session) handshakeTLS() error {
 			return c, err
 		}
 	}
+	// From now on the connection carries TLS records: reads stop at
+	// record ends (see deadlineConn.records).
+	s.conn.records = true
 	t := tls.Server(s.conn, cfg)
 	hctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -160,12 +160,16 @@ func (s *Session) handshakeTLS() error {
 	}
 	s.tls = t
 	s.secure = true
-	if s.reader == nil {
-		s.reader = xmpp.NewReader(t, s.srv.cfg.Limits)
-	} else {
-		s.reader.Reset(t)
+	if s.in == nil {
+		s.in = xmpp.NewPooledReader(s.srv.readBufs)
 	}
-	s.writer = bufio.NewWriterSize(t, 4096)
+	s.in.Reset(t, s.conn.waitReadable)
+	if s.reader == nil {
+		s.reader = xmpp.NewReader(s.in, s.srv.cfg.Limits)
+	} else {
+		s.reader.Reset(s.in)
+	}
+	s.out = t
 	return nil
 }
 
@@ -505,10 +509,10 @@ func (s *Session) write(el *xmpp.Element) error {
 	return s.writeRaw(el.AppendXML(nil, xmpp.NSClient))
 }
 
+// writeRaw writes b at once (during negotiation every element is
+// answered by the client before the next, so there is nothing to batch).
 func (s *Session) writeRaw(b []byte) error {
 	s.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := s.writer.Write(b); err != nil {
-		return err
-	}
-	return s.writer.Flush()
+	_, err := s.out.Write(b)
+	return err
 }

@@ -162,8 +162,7 @@ func (q *outQueue) take(now time.Time, buf []*xmpp.Element) []*xmpp.Element {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	buf = append(buf, q.ctrl...)
-	clear(q.ctrl)
-	q.ctrl = q.ctrl[:0]
+	q.ctrl = nil // an idle session keeps no array
 	if q.resend {
 		q.resend = false
 		for _, u := range q.unacked {
@@ -176,8 +175,7 @@ func (q *outQueue) take(now time.Time, buf []*xmpp.Element) []*xmpp.Element {
 	if q.sm {
 		q.unacked = append(q.unacked, q.pending...)
 	}
-	clear(q.pending)
-	q.pending = q.pending[:0]
+	q.pending = nil
 	if q.sm && len(q.unacked) > 0 && !q.ackRequested {
 		q.ackRequested = true
 		q.requestedAt = now

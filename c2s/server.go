@@ -4,6 +4,7 @@
 package c2s
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -145,6 +146,12 @@ type Server struct {
 	log               *slog.Logger
 	failures          *failureTracker
 
+	// Buffers lent to sessions for the time of one read or write batch,
+	// so that idle connections hold none.
+	readBufs  *xmpp.BufferPool
+	writeBufs sync.Pool // *bufio.Writer
+	scratch   sync.Pool // *[]byte, one stanza's serialization
+
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
 	perIP    map[string]int
@@ -194,17 +201,24 @@ func New(cfg Config) (*Server, error) {
 	if _, err := rand.Read(secret); err != nil {
 		return nil, fmt.Errorf("c2s: random secret: %w", err)
 	}
-	return &Server{
+	srv := &Server{
 		unknownUserSecret: secret,
 		cfg:               cfg,
 		log:               cfg.Logger.With("component", "c2s"),
 		failures:          newFailureTracker(cfg.FailureDelay, cfg.MaxFailureDelay),
+		readBufs:          xmpp.NewBufferPool(ioBufferSize),
 		sessions:          map[*Session]struct{}{},
 		perIP:             map[string]int{},
 		resumable:         map[string]*Session{},
 		stale:             map[string]staleSession{},
-	}, nil
+	}
+	srv.writeBufs.New = func() any { return bufio.NewWriterSize(nil, ioBufferSize) }
+	srv.scratch.New = func() any { b := make([]byte, 0, 1024); return &b }
+	return srv, nil
 }
+
+// ioBufferSize is the size of the read and write buffers lent to sessions.
+const ioBufferSize = 4096
 
 // Serve accepts connections on ln until ctx is cancelled or ln fails.
 // directTLS selects XEP-0368 direct TLS instead of STARTTLS.

@@ -48,8 +48,12 @@ type Session struct {
 	conn *deadlineConn // the raw connection, with read deadlines
 	tls  *tls.Conn
 
+	// in is the buffered input of reader, holding a buffer only while it
+	// has unread bytes; out is where the session writes (the connection,
+	// or its TLS layer), through a buffer borrowed for each batch.
+	in     *xmpp.PooledReader
 	reader *xmpp.Reader
-	writer *bufio.Writer
+	out    io.Writer
 
 	directTLS bool
 	overLimit bool // too many connections from this address
@@ -528,15 +532,15 @@ func (s *Session) failNegotiation(err error) {
 
 // writeClose writes a stream error (if any) and the closing tag, bounded in time.
 func (s *Session) writeClose(se *xmpp.StreamError) {
-	if s.writer == nil {
+	if s.out == nil {
 		return
 	}
 	s.raw.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	var b []byte
 	if se != nil {
-		s.writer.Write(xmpp.AppendStreamElement(nil, se.Element()))
+		b = xmpp.AppendStreamElement(b, se.Element())
 	}
-	s.writer.WriteString("</stream:stream>")
-	s.writer.Flush()
+	s.out.Write(append(b, "</stream:stream>"...))
 }
 
 // readLoop reads stanzas until the stream ends. With a stanza rate limit
@@ -555,6 +559,19 @@ func (s *Session) readLoop(ctx context.Context) error {
 				case <-s.done:
 					return nil
 				}
+			}
+		}
+		if s.in.Buffered() == 0 {
+			// Wait for the client here, at the top of the loop, with no
+			// buffer held and a shallow stack (which the runtime shrinks
+			// while the connection is idle).
+			if err := s.conn.waitReadable(); err != nil {
+				select {
+				case <-s.done:
+					return nil
+				default:
+				}
+				return err
 			}
 		}
 		el, err := s.reader.Next()
@@ -583,7 +600,6 @@ func (s *Session) writeLoop() {
 	keepalive := time.NewTicker(interval)
 	defer keepalive.Stop()
 	var (
-		buf   []byte
 		batch []*xmpp.Element
 		wrote bool
 	)
@@ -595,16 +611,12 @@ func (s *Session) writeLoop() {
 				continue
 			}
 			s.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
-			for i, el := range batch {
-				buf = el.AppendXML(buf[:0], xmpp.NSClient)
-				if _, err := s.writer.Write(buf); err != nil {
-					s.writeFailed(err)
-					return
-				}
-				s.srv.cfg.Metrics.StanzaOut(el.Local)
-				batch[i] = nil
+			err := s.writeBatch(batch)
+			clear(batch)
+			if cap(batch) > 64 {
+				batch = nil // do not keep a burst's array while idle
 			}
-			if err := s.writer.Flush(); err != nil {
+			if err != nil {
 				s.writeFailed(err)
 				return
 			}
@@ -622,8 +634,7 @@ func (s *Session) writeLoop() {
 				continue
 			}
 			s.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
-			s.writer.WriteByte(' ')
-			if err := s.writer.Flush(); err != nil {
+			if _, err := s.out.Write([]byte{' '}); err != nil {
 				s.writeFailed(err)
 				return
 			}
@@ -632,18 +643,39 @@ func (s *Session) writeLoop() {
 			// before a kick, say), bounded in time, then the stream error.
 			batch = s.q.take(time.Now(), batch[:0])
 			s.raw.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			for _, el := range batch {
-				if _, err := s.writer.Write(el.AppendXML(buf[:0], xmpp.NSClient)); err != nil {
-					break
-				}
-			}
-			s.writer.Flush()
+			s.writeBatch(batch)
 			s.writeClose(s.closeErr)
 			// Unblock the reader.
 			s.conn.stopReads()
 			return
 		}
 	}
+}
+
+// writeBatch writes stanzas through a buffer borrowed for the batch
+// (flushed whenever full, and at the end), so that an idle session holds
+// no write buffer.
+func (s *Session) writeBatch(batch []*xmpp.Element) error {
+	w := s.srv.writeBufs.Get().(*bufio.Writer)
+	w.Reset(s.out)
+	defer func() {
+		w.Reset(nil)
+		s.srv.writeBufs.Put(w)
+	}()
+	buf := s.srv.scratch.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= 64<<10 { // not the buffer of an exceptional stanza
+			s.srv.scratch.Put(buf)
+		}
+	}()
+	for _, el := range batch {
+		*buf = el.AppendXML((*buf)[:0], xmpp.NSClient)
+		if _, err := w.Write(*buf); err != nil {
+			return err
+		}
+		s.srv.cfg.Metrics.StanzaOut(el.Local)
+	}
+	return w.Flush()
 }
 
 func (s *Session) writeFailed(err error) {
@@ -748,6 +780,64 @@ type deadlineConn struct {
 	// limiter, when set, slows reads to a byte rate; stop ends a wait.
 	limiter *rate.Limiter
 	stop    <-chan struct{}
+
+	// records is set once TLS starts on the connection: then a read
+	// returns at most the rest of the current TLS record (header, then
+	// body), so that crypto/tls never holds bytes it has not asked for.
+	// "The socket is readable" then means "TLS has input", which is what
+	// waitReadable waits for. hdr collects a record header; left is what
+	// remains of the record's body.
+	records bool
+	hdr     [5]byte
+	hdrN    int
+	left    int
+}
+
+// setDeadline sets the read deadline for the next read or wait.
+func (c *deadlineConn) setDeadline() {
+	if !c.fixed.IsZero() {
+		c.Conn.SetReadDeadline(c.fixed)
+	} else if c.idle > 0 {
+		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	}
+}
+
+// waitReadable blocks until the connection has data to read, without
+// reading it, honouring the same deadlines as Read. On a connection that
+// is not a socket it returns at once (the next Read blocks instead).
+func (c *deadlineConn) waitReadable() error {
+	if c.stopped.Load() {
+		return os.ErrDeadlineExceeded
+	}
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	c.setDeadline()
+	return rc.Read(readable)
+}
+
+// account follows the TLS record framing over the bytes just read.
+func (c *deadlineConn) account(b []byte) {
+	for len(b) > 0 {
+		if c.left == 0 {
+			k := copy(c.hdr[c.hdrN:], b)
+			c.hdrN += k
+			b = b[k:]
+			if c.hdrN == len(c.hdr) {
+				c.hdrN = 0
+				c.left = int(c.hdr[3])<<8 | int(c.hdr[4])
+			}
+			continue
+		}
+		k := min(c.left, len(b))
+		c.left -= k
+		b = b[k:]
+	}
 }
 
 // stopReads makes the current and every later Read fail at once.
@@ -760,15 +850,23 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 	if c.stopped.Load() {
 		return 0, os.ErrDeadlineExceeded
 	}
-	if !c.fixed.IsZero() {
-		c.Conn.SetReadDeadline(c.fixed)
-	} else if c.idle > 0 {
-		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
-	}
+	c.setDeadline()
 	if c.limiter != nil && len(p) > c.limiter.Burst() {
 		p = p[:c.limiter.Burst()]
 	}
+	if c.records {
+		want := c.left
+		if want == 0 {
+			want = len(c.hdr) - c.hdrN
+		}
+		if len(p) > want {
+			p = p[:want]
+		}
+	}
 	n, err := c.Conn.Read(p)
+	if c.records && n > 0 {
+		c.account(p[:n])
+	}
 	if c.limiter != nil && n > 0 {
 		// Pay for what was read before reading more: a client above the
 		// rate waits in TCP flow control; nothing is dropped.

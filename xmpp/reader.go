@@ -42,7 +42,7 @@ type StreamHeader struct {
 // budgetReader is the byte source of the decoder. It counts the bytes of
 // the element being read and fails once the budget is spent.
 type budgetReader struct {
-	src       *bufio.Reader
+	src       Source
 	remaining int
 }
 
@@ -80,7 +80,7 @@ type Reader struct {
 	// streamName is the raw (prefixed) name of the stream element, which
 	// only its own end tag may close.
 	streamName xml.Name
-	src        *bufio.Reader
+	src        Source
 	budget     budgetReader
 	dec        *xml.Decoder
 	limits     Limits
@@ -95,13 +95,14 @@ func NewReader(r io.Reader, limits Limits) *Reader {
 	return rd
 }
 
-// Reset starts reading a new stream from r (after STARTTLS or SASL). Any
-// buffered input of the old stream is discarded.
+// Reset starts reading a new stream from src (after STARTTLS or SASL).
+// Any buffered input of the old stream is discarded. A src that is not a
+// Source is read through a bufio.Reader.
 func (r *Reader) Reset(src io.Reader) {
-	if br, ok := src.(*bufio.Reader); ok {
-		r.src = br
-	} else if r.src != nil {
-		r.src.Reset(src)
+	if s, ok := src.(Source); ok {
+		r.src = s
+	} else if br, ok := r.src.(*bufio.Reader); ok {
+		br.Reset(src)
 	} else {
 		r.src = bufio.NewReaderSize(src, 4096)
 	}
