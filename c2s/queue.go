@@ -3,6 +3,7 @@ package c2s
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"wren.im/wren/xmpp"
@@ -40,7 +41,9 @@ type outQueue struct {
 	ackRequested bool
 	requestedAt  time.Time
 
-	wake chan struct{}
+	// waker is told that there is something to write: the kick of the
+	// session that owns the queue now (it changes on a resume).
+	waker atomic.Pointer[func()]
 }
 
 type heldStanza struct {
@@ -49,13 +52,15 @@ type heldStanza struct {
 }
 
 func newOutQueue(max int) *outQueue {
-	return &outQueue{max: max, wake: make(chan struct{}, 1)}
+	return &outQueue{max: max}
 }
 
+// setWaker makes f the function told when there is something to write.
+func (q *outQueue) setWaker(f func()) { q.waker.Store(&f) }
+
 func (q *outQueue) signal() {
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if f := q.waker.Load(); f != nil {
+		(*f)()
 	}
 }
 

@@ -67,10 +67,21 @@ type Session struct {
 
 	q         *outQueue
 	done      chan struct{} // closed by Close: the connection must end
-	writerEnd chan struct{} // closed when the writer goroutine has finished
 	connDone  chan struct{} // closed when serve has stopped using the connection
 	closeOnce sync.Once
 	closeErr  *xmpp.StreamError
+
+	// The writer (see startWriting). wmu guards wRunning (a flush
+	// goroutine runs), wAgain (work arrived meanwhile) and wStopped (no
+	// flush may start: before writing started and after the end).
+	wmu          sync.Mutex
+	wRunning     bool
+	wAgain       bool
+	wStopped     bool
+	flushes      sync.WaitGroup
+	keepalive    *time.Timer
+	wrote        atomic.Bool // written since the last keepalive tick
+	keepaliveDue atomic.Bool
 
 	// Stream management (XEP-0198). smEnabled, smID, smTimeout and
 	// handledIn are touched only by the connection's goroutine, and read by
@@ -121,8 +132,8 @@ func newSession(srv *Server, conn net.Conn, directTLS bool) *Session {
 		directTLS: directTLS,
 		q:         newOutQueue(srv.cfg.SendQueue),
 		done:      make(chan struct{}),
-		writerEnd: make(chan struct{}),
 		connDone:  make(chan struct{}),
+		wStopped:  true,
 		streamID:  randomID(),
 	}
 	s.log = srv.log.With("remote", conn.RemoteAddr().String())
@@ -287,6 +298,7 @@ func (s *Session) Close(serr *xmpp.StreamError) {
 	s.closeOnce.Do(func() {
 		s.closeErr = serr
 		close(s.done)
+		s.kick() // the flush writes the end (once writing started)
 	})
 }
 
@@ -339,14 +351,19 @@ func (s *Session) terminate(serr *xmpp.StreamError) {
 // when the connection is gone; the session is then torn down, hibernated,
 // or handed to the connection that resumed it.
 func (s *Session) serve(ctx context.Context) {
-	defer s.raw.Close()
-	defer close(s.connDone)
 	start := time.Now()
 	s.conn.fixed = start.Add(s.srv.cfg.AuthTimeout)
 	stopWatch := context.AfterFunc(ctx, func() {
 		s.terminate(xmpp.NewStreamError(xmpp.StreamSystemShutdown, "the server is shutting down"))
 	})
-	defer stopWatch()
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			stopWatch()
+			close(s.connDone)
+			s.raw.Close()
+		}
+	}()
 	negDone := make(chan struct{})
 	go func() {
 		select {
@@ -382,8 +399,25 @@ func (s *Session) serve(ctx context.Context) {
 		return
 	default:
 	}
-	go s.writeLoop()
-	err = s.readLoop(ctx)
+	// The rest runs on a new goroutine: this one's stack grew deep during
+	// the TLS handshake and authentication, and a connection spends its
+	// life waiting with what its stanza loop needs, much less.
+	handedOver = true
+	s.srv.wg.Add(1)
+	go func() {
+		defer s.srv.wg.Done()
+		defer s.raw.Close()
+		defer close(s.connDone)
+		defer stopWatch()
+		s.stream(ctx)
+	}()
+}
+
+// stream runs a bound stream: the stanza loop, then the end of the
+// connection (hibernation or teardown).
+func (s *Session) stream(ctx context.Context) {
+	s.startWriting()
+	err := s.readLoop(ctx)
 	clientClosed := false
 	switch {
 	case err == nil:
@@ -405,7 +439,7 @@ func (s *Session) serve(ctx context.Context) {
 			s.Close(nil)
 		}
 	}
-	<-s.writerEnd
+	s.stopWriting()
 	s.raw.Close()
 	s.endConnection(ctx, clientClosed)
 }
@@ -589,67 +623,144 @@ func (s *Session) readLoop(ctx context.Context) error {
 	}
 }
 
-// writeLoop owns the socket after negotiation: it writes queued stanzas,
-// flushing whenever the queue runs empty, and sends whitespace keepalives.
-func (s *Session) writeLoop() {
-	defer close(s.writerEnd)
+// The writer. After negotiation, queued stanzas are written by a flush
+// goroutine that the queue starts when it gets something (kick) and that
+// ends once the queue is empty, so that an idle session has no goroutine
+// of its own besides its reader. A timer (tick) checks acks and writes
+// whitespace keepalives through the same path. The connection's end (done
+// closed) is written by the last flush: what is still queued, then the
+// stream error and the closing tag.
+
+// startWriting hands the connection's writes to flush goroutines.
+func (s *Session) startWriting() {
+	s.wmu.Lock()
+	s.wStopped = false
+	s.wmu.Unlock()
+	s.q.setWaker(s.kick)
 	interval := s.srv.cfg.KeepaliveInterval
 	if interval <= 0 {
 		interval = time.Hour
 	}
-	keepalive := time.NewTicker(interval)
-	defer keepalive.Stop()
-	var (
-		batch []*xmpp.Element
-		wrote bool
-	)
+	s.keepalive = time.AfterFunc(interval, func() { s.tick(interval) })
+	s.kick()
+}
+
+// stopWriting stops the keepalive timer and waits for a running flush;
+// after it no flush starts again.
+func (s *Session) stopWriting() {
+	if s.keepalive != nil {
+		s.keepalive.Stop()
+	}
+	s.wmu.Lock()
+	s.wStopped = true
+	s.wmu.Unlock()
+	s.flushes.Wait()
+}
+
+// kick makes sure a flush goroutine runs: it starts one, or tells the
+// running one to look at the queue again.
+func (s *Session) kick() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	switch {
+	case s.wStopped:
+	case s.wRunning:
+		s.wAgain = true
+	default:
+		s.wRunning = true
+		s.flushes.Add(1)
+		go s.flush()
+	}
+}
+
+// flush writes until the queue is empty, or ends the connection's output
+// once done is closed.
+func (s *Session) flush() {
+	defer s.flushes.Done()
+	var batch []*xmpp.Element
 	for {
 		select {
-		case <-s.q.wake:
-			batch = s.q.take(time.Now(), batch[:0])
-			if len(batch) == 0 {
-				continue
-			}
+		case <-s.done:
+			s.writeEnd()
+			return
+		default:
+		}
+		batch = s.q.take(time.Now(), batch[:0])
+		if len(batch) > 0 {
 			s.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
 			err := s.writeBatch(batch)
 			clear(batch)
-			if cap(batch) > 64 {
-				batch = nil // do not keep a burst's array while idle
-			}
 			if err != nil {
+				s.stopFlushing()
 				s.writeFailed(err)
 				return
 			}
-			wrote = true
-		case now := <-keepalive.C:
-			if s.q.ackOverdue(now, s.srv.cfg.AckTimeout) {
-				s.log.Info("client did not answer an ack request; treating the connection as dead", "waited", s.srv.cfg.AckTimeout)
-				s.Close(nil)
-				s.conn.stopReads()
-				s.raw.Close()
-				return
-			}
-			if wrote {
-				wrote = false
-				continue
-			}
+			s.wrote.Store(true)
+		} else if s.keepaliveDue.Swap(false) {
 			s.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if _, err := s.out.Write([]byte{' '}); err != nil {
+				s.stopFlushing()
 				s.writeFailed(err)
 				return
 			}
-		case <-s.done:
-			// Write what was queued before the close (an IQ result just
-			// before a kick, say), bounded in time, then the stream error.
-			batch = s.q.take(time.Now(), batch[:0])
-			s.raw.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			s.writeBatch(batch)
-			s.writeClose(s.closeErr)
-			// Unblock the reader.
-			s.conn.stopReads()
+		}
+		s.wmu.Lock()
+		if !s.wAgain {
+			s.wRunning = false
+			s.wmu.Unlock()
 			return
 		}
+		s.wAgain = false
+		s.wmu.Unlock()
 	}
+}
+
+// stopFlushing marks the output finished: no flush starts again.
+func (s *Session) stopFlushing() {
+	s.wmu.Lock()
+	s.wStopped, s.wRunning = true, false
+	s.wmu.Unlock()
+}
+
+// writeEnd writes what was queued before the close (an IQ result just
+// before a kick, say), bounded in time, then the stream error and the
+// closing tag, and unblocks the reader.
+func (s *Session) writeEnd() {
+	s.stopFlushing()
+	batch := s.q.take(time.Now(), nil)
+	s.raw.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	s.writeBatch(batch)
+	s.writeClose(s.closeErr)
+	s.conn.stopReads()
+}
+
+// tick runs every interval while the connection is up: a client that
+// does not answer an ack request in time is treated as gone, and a quiet
+// stream gets a whitespace keepalive.
+func (s *Session) tick(interval time.Duration) {
+	if s.writingStopped() {
+		return
+	}
+	if s.q.ackOverdue(time.Now(), s.srv.cfg.AckTimeout) {
+		s.log.Info("client did not answer an ack request; treating the connection as dead", "waited", s.srv.cfg.AckTimeout)
+		s.Close(nil)
+		s.conn.stopReads()
+		s.raw.Close()
+		return
+	}
+	if !s.wrote.Swap(false) {
+		s.keepaliveDue.Store(true)
+		s.kick()
+	}
+	if !s.writingStopped() { // else stopWriting has stopped the timer
+		s.keepalive.Reset(interval)
+	}
+}
+
+func (s *Session) writingStopped() bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.wStopped
 }
 
 // writeBatch writes stanzas through a buffer borrowed for the batch

@@ -66,6 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&t.Domain, "domain", "localhost", "XMPP domain")
 	plain := fs.Bool("plain", false, "do not use STARTTLS (the server must allow plaintext logins)")
 	fs.StringVar(&t.CAFile, "ca", "", "PEM `file` of the CA to verify the server with (default: no verification)")
+	fs.BoolVar(&t.PostQuantum, "pq", false, "also offer the post-quantum key exchange X25519MLKEM768 in TLS (Go's default; off: X25519 and P-256 only, like today's mobile clients)")
 	fs.StringVar(&t.Mechanism, "mech", benchclient.ScramSHA1, "SASL mechanism: SCRAM-SHA-1 or SCRAM-SHA-256")
 	fs.StringVar(&t.Prefix, "users-prefix", "bench", "account name prefix")
 	fs.IntVar(&t.Users, "users", 2000, "number of accounts")

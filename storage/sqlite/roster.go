@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 
 	"wren.im/wren/storage"
 )
@@ -13,6 +16,15 @@ import (
 // the current roster version (0 for a user who never had a roster). Items
 // and version are read from one consistent snapshot.
 func (s *Store) Roster(ctx context.Context, user string) (items []storage.RosterItem, version int64, err error) {
+	if c, ok := s.rosters.get(user); ok {
+		return cloneRoster(c.items), c.version, nil
+	}
+	gen := s.rosters.generation()
+	defer func() {
+		if err == nil {
+			s.rosters.put(user, cachedRoster{cloneRoster(items), version}, gen)
+		}
+	}()
 	defer func() {
 		if err != nil {
 			items, version, err = nil, 0, fmt.Errorf("sqlite: roster of %s: %w", user, err)
@@ -56,6 +68,13 @@ func (s *Store) RosterItem(ctx context.Context, user, contact string) (storage.R
 	if s.isClosed() {
 		return storage.RosterItem{}, fmt.Errorf("sqlite: roster item %s of %s: %w", contact, user, ErrClosed)
 	}
+	if c, ok := s.rosters.get(user); ok {
+		i, found := slices.BinarySearchFunc(c.items, contact, func(it storage.RosterItem, c string) int { return strings.Compare(it.Contact, c) })
+		if !found {
+			return storage.RosterItem{}, fmt.Errorf("sqlite: roster item %s of %s: %w", contact, user, storage.ErrNotFound)
+		}
+		return cloneRoster(c.items[i : i+1])[0], nil
+	}
 	row := s.r.QueryRowContext(ctx, `SELECT contact, name, subscription, ask_out, pending_in, approved, groups
 		FROM roster_items WHERE username = ? AND contact = ?`, user, contact)
 	it, err := scanRosterItem(row)
@@ -80,7 +99,7 @@ func (s *Store) PutRosterItem(ctx context.Context, user string, item storage.Ros
 		return 0, fmt.Errorf("sqlite: put roster item %s of %s: encode groups: %w", item.Contact, user, err)
 	}
 	var version int64
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.writeOp(ctx, &writeOp{ctx: ctx, done: s.rosters.forgetter(user), fn: func(tx *sql.Tx) error {
 		_, err := tx.Exec(`INSERT INTO roster_items
 				(username, contact, name, subscription, ask_out, pending_in, approved, groups)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -98,7 +117,7 @@ func (s *Store) PutRosterItem(ctx context.Context, user string, item storage.Ros
 		}
 		version, err = bumpRosterVersion(tx, user)
 		return err
-	})
+	}})
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: put roster item %s of %s: %w", item.Contact, user, err)
 	}
@@ -109,7 +128,7 @@ func (s *Store) PutRosterItem(ctx context.Context, user string, item storage.Ros
 // version; storage.ErrNotFound if it was not there.
 func (s *Store) DeleteRosterItem(ctx context.Context, user, contact string) (int64, error) {
 	var version int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeOp(ctx, &writeOp{ctx: ctx, done: s.rosters.forgetter(user), fn: func(tx *sql.Tx) error {
 		res, err := tx.Exec("DELETE FROM roster_items WHERE username = ? AND contact = ?", user, contact)
 		if err != nil {
 			return err
@@ -121,7 +140,7 @@ func (s *Store) DeleteRosterItem(ctx context.Context, user, contact string) (int
 		}
 		version, err = bumpRosterVersion(tx, user)
 		return err
-	})
+	}})
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: delete roster item %s of %s: %w", contact, user, err)
 	}
@@ -162,4 +181,76 @@ func scanRosterItem(row interface{ Scan(...any) error }) (storage.RosterItem, er
 		it.Groups = nil
 	}
 	return it, nil
+}
+
+// rosterCacheMax bounds the number of rosters kept in memory; the cache
+// starts over when full.
+const rosterCacheMax = 50_000
+
+// rosterCache keeps rosters in memory: every login reads the user's roster
+// several times (roster get, presence broadcast, PEP, blocking), and only
+// this store changes it. A write drops the user's entry once committed;
+// gen counts those drops so that a read racing with a write does not cache
+// what it read before the write.
+type rosterCache struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]cachedRoster
+}
+
+type cachedRoster struct {
+	items   []storage.RosterItem
+	version int64
+}
+
+func (c *rosterCache) get(user string) (cachedRoster, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.m[user]
+	return r, ok
+}
+
+func (c *rosterCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// put caches r unless a write dropped entries since gen was read.
+func (c *rosterCache) put(user string, r cachedRoster, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	if c.m == nil || len(c.m) >= rosterCacheMax {
+		c.m = make(map[string]cachedRoster)
+	}
+	c.m[user] = r
+}
+
+func (c *rosterCache) forget(user string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	delete(c.m, user)
+}
+
+// forgetter returns a writeOp done function that drops user's roster.
+func (c *rosterCache) forgetter(user string) func(error) {
+	return func(error) { c.forget(user) }
+}
+
+// cloneRoster copies items, groups included, so that callers may change
+// what they get without touching the cache.
+func cloneRoster(items []storage.RosterItem) []storage.RosterItem {
+	if items == nil {
+		return nil
+	}
+	out := make([]storage.RosterItem, len(items))
+	for i, it := range items {
+		it.Groups = slices.Clone(it.Groups)
+		out[i] = it
+	}
+	return out
 }

@@ -79,6 +79,8 @@ type Store struct {
 	// times increasing all the same.
 	lastTS map[string]int64
 
+	rosters rosterCache
+
 	closeOnce sync.Once
 	closeErr  error // set once by Close
 }

@@ -26,18 +26,20 @@ type writeOp struct {
 	// error that prevented it), for a caller waiting in write. Buffered so
 	// the writer never blocks on a caller that stopped waiting.
 	reply chan error
-	// done, for a queued op, is called from the writer goroutine with fn's
-	// result once the transaction committed (or failed).
+	// done is called from the writer goroutine with fn's result once the
+	// transaction committed (or failed, or the op was skipped), before
+	// reply.
 	done func(error)
 }
 
-// finish reports the op's result to its caller.
+// finish reports the op's result: done first (it may drop cached state
+// the write made stale), then the reply that lets a waiting caller go on.
 func (op *writeOp) finish(err error) {
-	if op.reply != nil {
-		op.reply <- err
-	}
 	if op.done != nil {
 		op.done(err)
+	}
+	if op.reply != nil {
+		op.reply <- err
 	}
 }
 
