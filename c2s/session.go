@@ -911,6 +911,10 @@ func (c *deadlineConn) setDeadline() {
 	} else if c.idle > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	}
+	if c.stopped.Load() {
+		// stopReads ran meanwhile: its deadline must win.
+		c.Conn.SetReadDeadline(time.Now())
+	}
 }
 
 // waitReadable blocks until the connection has data to read, without

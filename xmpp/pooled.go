@@ -85,7 +85,7 @@ func (p *PooledReader) release() {
 // fill reads into a borrowed buffer; the reader is drained when it is called.
 func (p *PooledReader) fill() error {
 	if err := p.err; err != nil {
-		p.err = nil
+		p.err, p.full = nil, false
 		return err
 	}
 	if p.wait != nil && !p.full {
@@ -109,6 +109,7 @@ func (p *PooledReader) fill() error {
 		}
 	}
 	p.pool.put(buf)
+	p.full = false
 	return io.ErrNoProgress
 }
 
