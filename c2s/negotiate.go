@@ -40,7 +40,10 @@ func (s *Session) negotiate(ctx context.Context) error {
 		}
 	} else {
 		s.in = xmpp.NewPooledReader(s.srv.readBufs)
-		s.in.Reset(s.conn, s.conn.waitReadable)
+		// The reader's wait sends what negotiation queued. After
+		// negotiation the stanza loop waits at stanza boundaries
+		// (waitInput); inside a stanza a read blocks holding its buffer.
+		s.in.Reset(s.conn, s.flushOut)
 		s.reader = xmpp.NewReader(s.in, pre)
 		s.out = s.conn
 	}
@@ -92,7 +95,7 @@ func (s *Session) negotiate(ctx context.Context) error {
 				}
 				if ok {
 					authed = true
-					s.in.Reset(s.readSource(), s.conn.waitReadable)
+					s.in.Reset(s.readSource(), s.flushOut)
 					s.reader.Reset(s.in)
 					break elements
 				}
@@ -134,6 +137,9 @@ func (s *Session) handshakeTLS() error {
 	if s.srv.cfg.TLS == nil {
 		return xmpp.NewStreamError(xmpp.StreamPolicyViolation, "TLS is not configured")
 	}
+	if err := s.flushOut(); err != nil { // <proceed/>
+		return err
+	}
 	cfg := s.srv.cfg.TLS
 	if get := cfg.GetCertificate; get != nil {
 		// Remember the certificate this connection is served: it is the
@@ -163,7 +169,7 @@ func (s *Session) handshakeTLS() error {
 	if s.in == nil {
 		s.in = xmpp.NewPooledReader(s.srv.readBufs)
 	}
-	s.in.Reset(t, s.conn.waitReadable)
+	s.in.Reset(t, s.flushOut)
 	if s.reader == nil {
 		s.reader = xmpp.NewReader(s.in, s.srv.cfg.Limits)
 	} else {
@@ -509,10 +515,22 @@ func (s *Session) write(el *xmpp.Element) error {
 	return s.writeRaw(el.AppendXML(nil, xmpp.NSClient))
 }
 
-// writeRaw writes b at once (during negotiation every element is
-// answered by the client before the next, so there is nothing to batch).
+// writeRaw queues b for the client during negotiation. What is queued
+// goes out in one write when the server next waits for the client
+// (flushOut is the reader's wait), before the TLS handshake and when
+// negotiation ends: a stream header and its features, say, in one packet.
 func (s *Session) writeRaw(b []byte) error {
+	s.negOut = append(s.negOut, b...)
+	return nil
+}
+
+// flushOut writes what negotiation queued.
+func (s *Session) flushOut() error {
+	if len(s.negOut) == 0 {
+		return nil
+	}
 	s.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := s.out.Write(b)
+	_, err := s.out.Write(s.negOut)
+	s.negOut = s.negOut[:0]
 	return err
 }

@@ -152,6 +152,11 @@ type Server struct {
 	writeBufs sync.Pool // *bufio.Writer
 	scratch   sync.Pool // *[]byte, one stanza's serialization
 
+	// poller parks the sockets of idle sessions (nil where there is no
+	// epoll); started by the first Serve, stopped by Shutdown.
+	pollerOnce sync.Once
+	poller     *poller
+
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
 	perIP    map[string]int
@@ -225,6 +230,16 @@ const ioBufferSize = 4096
 func (srv *Server) Serve(ctx context.Context, ln net.Listener, directTLS bool) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	srv.pollerOnce.Do(func() {
+		p, err := newPoller(srv.log)
+		if err != nil {
+			srv.log.Debug("idle connections keep a goroutine each", "err", err)
+			return
+		}
+		srv.mu.Lock()
+		srv.poller = p
+		srv.mu.Unlock()
+	})
 	var delay time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -253,16 +268,16 @@ func (srv *Server) Serve(ctx context.Context, ln net.Listener, directTLS bool) e
 		s.overLimit = srv.cfg.MaxConnsPerIP > 0 && srv.perIP[ip] > srv.cfg.MaxConnsPerIP
 		srv.wg.Add(1)
 		srv.mu.Unlock()
-		go func() {
-			defer srv.wg.Done()
-			s.serve(ctx)
+		s.onEnd = func() {
 			srv.mu.Lock()
 			delete(srv.sessions, s)
 			if srv.perIP[ip]--; srv.perIP[ip] <= 0 {
 				delete(srv.perIP, ip)
 			}
 			srv.mu.Unlock()
-		}()
+		}
+		// srv.wg counts the connection until Session.finish.
+		go s.serve(ctx)
 	}
 }
 
@@ -289,10 +304,30 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	go func() { srv.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		srv.mu.Lock()
+		p := srv.poller
+		srv.mu.Unlock()
+		if p != nil {
+			p.close()
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Parked returns the number of connections whose sessions are parked:
+// idle, with no goroutine, their sockets watched by the server's poller.
+func (srv *Server) Parked() int {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	n := 0
+	for s := range srv.sessions {
+		if s.parked.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // Connections returns the number of open client connections.

@@ -54,6 +54,7 @@ type Session struct {
 	in     *xmpp.PooledReader
 	reader *xmpp.Reader
 	out    io.Writer
+	negOut []byte // negotiation output not yet written (writeRaw)
 
 	directTLS bool
 	overLimit bool // too many connections from this address
@@ -70,6 +71,20 @@ type Session struct {
 	connDone  chan struct{} // closed when serve has stopped using the connection
 	closeOnce sync.Once
 	closeErr  *xmpp.StreamError
+
+	// The reader after negotiation (see spawnReader and waitInput). ctx
+	// is the server's; stopWatch ends the session when it is done. fd is
+	// the socket (-1 if none) parked with the server's poller while
+	// parked is set; idleTimer ends a parked session that stays quiet.
+	ctx         context.Context
+	stopWatch   func() bool
+	limiter     *rate.Limiter
+	fd          int
+	parked      atomic.Bool
+	idleTimer   *time.Timer
+	idleExpired atomic.Bool
+	// onEnd, set by the server, runs when the connection is finished.
+	onEnd func()
 
 	// The writer (see startWriting). wmu guards wRunning (a flush
 	// goroutine runs), wAgain (work arrived meanwhile) and wStopped (no
@@ -134,6 +149,7 @@ func newSession(srv *Server, conn net.Conn, directTLS bool) *Session {
 		done:      make(chan struct{}),
 		connDone:  make(chan struct{}),
 		wStopped:  true,
+		fd:        -1,
 		streamID:  randomID(),
 	}
 	s.log = srv.log.With("remote", conn.RemoteAddr().String())
@@ -353,15 +369,14 @@ func (s *Session) terminate(serr *xmpp.StreamError) {
 func (s *Session) serve(ctx context.Context) {
 	start := time.Now()
 	s.conn.fixed = start.Add(s.srv.cfg.AuthTimeout)
-	stopWatch := context.AfterFunc(ctx, func() {
+	s.ctx = ctx
+	s.stopWatch = context.AfterFunc(ctx, func() {
 		s.terminate(xmpp.NewStreamError(xmpp.StreamSystemShutdown, "the server is shutting down"))
 	})
 	handedOver := false
 	defer func() {
 		if !handedOver {
-			stopWatch()
-			close(s.connDone)
-			s.raw.Close()
+			s.finish()
 		}
 	}()
 	negDone := make(chan struct{})
@@ -399,25 +414,129 @@ func (s *Session) serve(ctx context.Context) {
 		return
 	default:
 	}
-	// The rest runs on a new goroutine: this one's stack grew deep during
-	// the TLS handshake and authentication, and a connection spends its
-	// life waiting with what its stanza loop needs, much less.
+	// The stanza loop runs on a new goroutine: this one's stack grew deep
+	// during the TLS handshake and authentication, and a connection spends
+	// its life waiting with what its stanza loop needs, much less.
 	handedOver = true
-	s.srv.wg.Add(1)
-	go func() {
-		defer s.srv.wg.Done()
-		defer s.raw.Close()
-		defer close(s.connDone)
-		defer stopWatch()
-		s.stream(ctx)
-	}()
+	if err := s.flushOut(); err != nil {
+		// The bind (or resume) answer could not be written.
+		s.endConnection(ctx, false)
+		s.finish()
+		return
+	}
+	s.negOut = nil
+	// From now on the reader does not wait by itself (see waitInput).
+	s.in.SetWait(nil)
+	if s.srv.cfg.StanzaRate > 0 {
+		s.limiter = rate.NewLimiter(rate.Limit(s.srv.cfg.StanzaRate), max(1, s.srv.cfg.StanzaBurst))
+	}
+	s.fd = socketFD(s.raw)
+	s.conn.onStop = s.wake
+	s.startWriting()
+	s.spawnReader()
 }
 
-// stream runs a bound stream: the stanza loop, then the end of the
-// connection (hibernation or teardown).
-func (s *Session) stream(ctx context.Context) {
-	s.startWriting()
+// finish releases the connection once nothing uses it any more.
+func (s *Session) finish() {
+	s.stopWatch()
+	close(s.connDone)
+	if s.fd >= 0 && s.srv.poller != nil {
+		s.srv.poller.forget(s.fd)
+	}
+	s.raw.Close()
+	if s.onEnd != nil {
+		s.onEnd()
+	}
+	s.srv.wg.Done() // added by Serve for this connection
+}
+
+// spawnReader runs the stanza loop on a new goroutine, after negotiation
+// and whenever a parked connection has input again.
+// The server's wait group counts the connection, not this goroutine: a
+// parked connection has none.
+func (s *Session) spawnReader() {
+	go s.readOn()
+}
+
+// wake continues the stanza loop of a parked session: the poller saw input
+// (or the end of the connection), the idle timeout expired, or stopReads
+// ran. It does nothing when the session is not parked.
+func (s *Session) wake() {
+	if !s.parked.CompareAndSwap(true, false) {
+		return
+	}
+	if s.idleTimer != nil {
+		s.idleTimer.Stop()
+	}
+	s.spawnReader()
+}
+
+// errParked is returned by readLoop when the session parked its socket:
+// the goroutine ends, and wake starts another when there is input.
+var errParked = errors.New("c2s: connection parked")
+
+// parkAfter is how long a reader waits for its client on the runtime's
+// poller before parking the socket and ending its goroutine: a client in
+// a conversation sends again soon, an idle one costs no goroutine.
+const parkAfter = time.Second
+
+// waitInput waits until the client sends something. Past parkAfter it
+// parks the socket with the server's poller and returns errParked.
+func (s *Session) waitInput() error {
+	if s.srv.poller == nil || s.fd < 0 {
+		return s.conn.waitReadable()
+	}
+	if s.idleExpired.Swap(false) {
+		return os.ErrDeadlineExceeded
+	}
+	idle := s.conn.idle
+	if idle > 0 && idle <= parkAfter {
+		return s.conn.waitReadable()
+	}
+	err := s.conn.waitReadableFor(parkAfter)
+	if err == nil || !isTimeout(err) || s.conn.stopped.Load() {
+		return err
+	}
+	// The timer is set before parked, which publishes it to wake.
+	if idle > 0 {
+		left := idle - parkAfter
+		if s.idleTimer == nil {
+			s.idleTimer = time.AfterFunc(left, s.idleTimeout)
+		} else {
+			s.idleTimer.Reset(left)
+		}
+	}
+	s.parked.Store(true)
+	if err := s.srv.poller.park(s.fd, s); err != nil {
+		if !s.parked.CompareAndSwap(true, false) {
+			return errParked // woken meanwhile: the new goroutine goes on
+		}
+		if s.idleTimer != nil {
+			s.idleTimer.Stop()
+		}
+		s.log.Debug("cannot park an idle connection; its reader keeps waiting", "err", err)
+		return s.conn.waitReadable()
+	}
+	if s.conn.stopped.Load() || s.idleExpired.Load() {
+		s.wake() // stopReads or the timer ran before the session was parked
+	}
+	return errParked
+}
+
+// idleTimeout ends a parked session that sent nothing for the idle timeout.
+func (s *Session) idleTimeout() {
+	s.idleExpired.Store(true)
+	s.wake()
+}
+
+// readOn runs the stanza loop until the session parks or the stream ends;
+// then it finishes the connection (hibernation or teardown).
+func (s *Session) readOn() {
+	ctx := s.ctx
 	err := s.readLoop(ctx)
+	if errors.Is(err, errParked) {
+		return
+	}
 	clientClosed := false
 	switch {
 	case err == nil:
@@ -442,6 +561,7 @@ func (s *Session) stream(ctx context.Context) {
 	s.stopWriting()
 	s.raw.Close()
 	s.endConnection(ctx, clientClosed)
+	s.finish()
 }
 
 // endConnection decides what happens to the session when its connection
@@ -570,7 +690,8 @@ func (s *Session) writeClose(se *xmpp.StreamError) {
 		return
 	}
 	s.raw.SetWriteDeadline(time.Now().Add(2 * time.Second))
-	var b []byte
+	b := s.negOut // negotiation output still queued goes first
+	s.negOut = nil
 	if se != nil {
 		b = xmpp.AppendStreamElement(b, se.Element())
 	}
@@ -581,12 +702,8 @@ func (s *Session) writeClose(se *xmpp.StreamError) {
 // it waits before reading the next stanza, so that a flooding client is
 // slowed down by TCP flow control instead of losing data.
 func (s *Session) readLoop(ctx context.Context) error {
-	var limiter *rate.Limiter
-	if s.srv.cfg.StanzaRate > 0 {
-		limiter = rate.NewLimiter(rate.Limit(s.srv.cfg.StanzaRate), max(1, s.srv.cfg.StanzaBurst))
-	}
 	for {
-		if limiter != nil {
+		if limiter := s.limiter; limiter != nil {
 			if d := limiter.Reserve().Delay(); d > 0 {
 				select {
 				case <-time.After(d):
@@ -595,11 +712,14 @@ func (s *Session) readLoop(ctx context.Context) error {
 				}
 			}
 		}
-		if s.in.Buffered() == 0 {
+		if !s.in.Pending() {
 			// Wait for the client here, at the top of the loop, with no
-			// buffer held and a shallow stack (which the runtime shrinks
-			// while the connection is idle).
-			if err := s.conn.waitReadable(); err != nil {
+			// buffer held and a shallow stack, or with no goroutine at all
+			// once parked.
+			if err := s.waitInput(); err != nil {
+				if errors.Is(err, errParked) {
+					return err
+				}
 				select {
 				case <-s.done:
 					return nil
@@ -899,9 +1019,11 @@ type deadlineConn struct {
 	// waitReadable waits for. hdr collects a record header; left is what
 	// remains of the record's body.
 	records bool
-	hdr     [5]byte
-	hdrN    int
-	left    int
+	// onStop is called by stopReads (the session's wake).
+	onStop func()
+	hdr    [5]byte
+	hdrN   int
+	left   int
 }
 
 // setDeadline sets the read deadline for the next read or wait.
@@ -936,6 +1058,44 @@ func (c *deadlineConn) waitReadable() error {
 	return rc.Read(readable)
 }
 
+// waitReadableFor is waitReadable with a deadline of d from now instead
+// of the idle timeout.
+func (c *deadlineConn) waitReadableFor(d time.Duration) error {
+	if c.stopped.Load() {
+		return os.ErrDeadlineExceeded
+	}
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	c.Conn.SetReadDeadline(time.Now().Add(d))
+	if c.stopped.Load() {
+		c.Conn.SetReadDeadline(time.Now())
+	}
+	return rc.Read(readable)
+}
+
+// socketFD returns the file descriptor of a TCP connection, or -1.
+func socketFD(conn net.Conn) int {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	if rc.Control(func(f uintptr) { fd = int(f) }) != nil {
+		return -1
+	}
+	return fd
+}
+
 // account follows the TLS record framing over the bytes just read.
 func (c *deadlineConn) account(b []byte) {
 	for len(b) > 0 {
@@ -955,10 +1115,14 @@ func (c *deadlineConn) account(b []byte) {
 	}
 }
 
-// stopReads makes the current and every later Read fail at once.
+// stopReads makes the current and every later Read fail at once, and
+// wakes a parked session so that its reader sees it.
 func (c *deadlineConn) stopReads() {
 	c.stopped.Store(true)
 	c.Conn.SetReadDeadline(time.Now())
+	if c.onStop != nil {
+		c.onStop()
+	}
 }
 
 func (c *deadlineConn) Read(p []byte) (int, error) {

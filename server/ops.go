@@ -127,6 +127,8 @@ func (s *Server) registerGauges() error {
 	return errors.Join(
 		s.metrics.GaugeFunc("c2s_connections", "Open client connections (authenticated or not).",
 			func() float64 { return float64(s.c2s.Connections()) }),
+		s.metrics.GaugeFunc("c2s_connections_parked", "Idle client connections parked with the server's poller (no goroutine of their own).",
+			func() float64 { return float64(s.c2s.Parked()) }),
 		s.metrics.GaugeFunc("c2s_sessions", "Bound client sessions, hibernated ones included.",
 			func() float64 { return float64(s.router.Count()) }),
 		s.metrics.GaugeFunc("c2s_sessions_hibernated", "Client sessions whose connection is gone, kept for a stream management resume.",

@@ -68,8 +68,16 @@ func (p *PooledReader) Reset(src io.Reader, wait func() error) {
 	p.src, p.wait, p.err, p.full = src, wait, nil, false
 }
 
+// SetWait replaces the wait function, keeping what is buffered.
+func (p *PooledReader) SetWait(wait func() error) { p.wait = wait }
+
 // Buffered returns the number of bytes held and not yet read.
 func (p *PooledReader) Buffered() int { return p.w - p.r }
+
+// Pending reports whether bytes may be read without waiting for the
+// connection: some are buffered, or the last read filled the buffer and
+// the source may hold more (a TLS record larger than the buffer).
+func (p *PooledReader) Pending() bool { return p.r < p.w || p.full }
 
 // Holding reports whether the reader holds a buffer.
 func (p *PooledReader) Holding() bool { return p.buf != nil }

@@ -156,3 +156,30 @@ func BenchmarkAppendArchive(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkQueueArchive is the archive path of routed messages: writes
+// queued without waiting (group commit), for 100 users, as on a busy
+// server; the time per op includes their commit (AfterWrites at the end).
+func BenchmarkQueueArchive(b *testing.B) {
+	ctx := context.Background()
+	s := newStore(b)
+	users := make([]string, 100)
+	for i := range users {
+		users[i] = fmt.Sprintf("user%d", i)
+		mustCreate(b, s, users[i])
+	}
+	stanza := []byte(`<message xmlns="jabber:client" from="bob@example.org/phone" to="alice@example.org" type="chat"><body>hello</body></message>`)
+	i := 0
+	for b.Loop() {
+		i++
+		m := storage.ArchivedMessage{ID: fmt.Sprintf("%016d", i), With: "bob@example.org", Stanza: stanza}
+		if err := s.QueueArchive(ctx, users[i%len(users)], m, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	if err := s.AfterWrites(func() { close(done) }); err != nil {
+		b.Fatal(err)
+	}
+	<-done
+}
