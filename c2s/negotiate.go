@@ -141,19 +141,6 @@ func (s *Session) handshakeTLS() error {
 		return err
 	}
 	cfg := s.srv.cfg.TLS
-	if get := cfg.GetCertificate; get != nil {
-		// Remember the certificate this connection is served: it is the
-		// one tls-server-end-point channel binding must hash, even if a
-		// reload swaps the server's certificate before authentication.
-		cfg = cfg.Clone()
-		cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c, err := get(hello)
-			if err == nil && c != nil {
-				s.servedLeaf = leafOf(c)
-			}
-			return c, err
-		}
-	}
 	// From now on the connection carries TLS records: reads stop at
 	// record ends (see deadlineConn.records).
 	s.conn.records = true
@@ -163,6 +150,10 @@ func (s *Session) handshakeTLS() error {
 	if err := t.HandshakeContext(hctx); err != nil {
 		s.log.Info("TLS handshake with client failed", "err", err)
 		return errTLSFailed
+	}
+	if c := s.conn.served; c != nil {
+		s.servedLeaf = leafOf(c) // recorded by the GetCertificate of New
+		s.conn.served = nil
 	}
 	s.tls = t
 	s.secure = true

@@ -191,6 +191,20 @@ func New(cfg Config) (*Server, error) {
 		if t.MinVersion < tls.VersionTLS12 {
 			t.MinVersion = tls.VersionTLS12
 		}
+		if get := t.GetCertificate; get != nil {
+			// Remember on the connection the certificate it is served:
+			// tls-server-end-point channel binding must hash that one,
+			// even if a reload swaps the server's certificate before
+			// authentication. (Done here once rather than with a
+			// configuration cloned for every connection.)
+			t.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				c, err := get(hello)
+				if dc, ok := hello.Conn.(*deadlineConn); ok && err == nil && c != nil {
+					dc.served = c
+				}
+				return c, err
+			}
+		}
 		cfg.TLS = t
 	}
 	if cfg.SendQueue <= 0 {

@@ -1021,6 +1021,8 @@ type deadlineConn struct {
 	records bool
 	// onStop is called by stopReads (the session's wake).
 	onStop func()
+	// served is the certificate the TLS handshake chose (see New).
+	served *tls.Certificate
 	hdr    [5]byte
 	hdrN   int
 	left   int
