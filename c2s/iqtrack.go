@@ -58,6 +58,11 @@ func (s *Session) expectedReply(el *xmpp.Element) bool {
 		return false
 	}
 	delete(s.pendingIQ, k)
+	if len(s.pendingIQ) == 0 {
+		// Nothing outstanding: an idle session keeps no map.
+		s.pendingIQ, s.iqOrder = nil, nil
+		return true
+	}
 	for i, o := range s.iqOrder {
 		if o == k {
 			s.iqOrder = append(s.iqOrder[:i], s.iqOrder[i+1:]...)

@@ -148,7 +148,7 @@ func (s *Session) handshakeTLS() error {
 	hctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := t.HandshakeContext(hctx); err != nil {
-		s.log.Info("TLS handshake with client failed", "err", err)
+		s.logger().Info("TLS handshake with client failed", "err", err)
 		return errTLSFailed
 	}
 	if c := s.conn.served; c != nil {
@@ -306,8 +306,7 @@ func (s *Session) authenticate(ctx context.Context, el *xmpp.Element) (bool, err
 			if len(resp) > 0 {
 				success.AppendText(base64.StdEncoding.EncodeToString(resp))
 			}
-			s.log = s.log.With("user", full.String())
-			s.log.Info("client authenticated", "mechanism", mech)
+			s.logger().Info("client authenticated", "mechanism", mech)
 			return true, s.write(success)
 		}
 		ch := xmpp.NewElement(xmpp.NSSASL, "challenge")
@@ -349,7 +348,7 @@ func (s *Session) authFailed(mech, claimed string, err error) error {
 	case errors.Is(err, auth.ErrInvalidMechanism):
 		cond, text, guess = "invalid-mechanism", "", false
 	default:
-		s.log.Error("authentication could not be checked", "err", err)
+		s.logger().Error("authentication could not be checked", "err", err)
 		cond, text, guess = "temporary-auth-failure", "the server could not check your credentials; try again later", false
 	}
 	outcome := AuthFailure
@@ -366,7 +365,7 @@ func (s *Session) authFailed(mech, claimed string, err error) error {
 			delay = max(delay, s.srv.failures.fail(accountKey(claimed), now))
 		}
 	}
-	s.log.Info("client authentication failed", "account", claimed, "mechanism", mech, "condition", cond, "reason", err.Error(), "delay", delay)
+	s.logger().Info("client authentication failed", "account", claimed, "mechanism", mech, "condition", cond, "reason", err.Error(), "delay", delay)
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
@@ -477,7 +476,7 @@ func (s *Session) negotiateBind(ctx context.Context) error {
 		s.boundAt = time.Now()
 		s.mu.Unlock()
 		if old := s.srv.cfg.Router.Bind(s); old != nil {
-			s.log.Info("resource conflict: replacing the older session", "jid", full.String())
+			s.logger().Info("resource conflict: replacing the older session", "jid", full.String())
 			if os, ok := old.(*Session); ok {
 				os.replaced()
 			} else {
@@ -486,8 +485,7 @@ func (s *Session) negotiateBind(ctx context.Context) error {
 		}
 		reply := xmpp.NewElement(xmpp.NSClient, "iq", "type", "result", "id", el.Attr("id"))
 		reply.AddChild(xmpp.NSBind, "bind").AddChild(xmpp.NSBind, "jid").AppendText(full.String())
-		s.log = s.log.With("jid", full.String())
-		s.log.Info("client session bound")
+		s.logger().Info("client session bound")
 		if err := s.write(reply); err != nil {
 			return err
 		}

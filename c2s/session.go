@@ -43,7 +43,6 @@ const (
 // Session is one client connection and, once bound, one resource of a user.
 type Session struct {
 	srv  *Server
-	log  *slog.Logger
 	raw  net.Conn
 	conn *deadlineConn // the raw connection, with read deadlines
 	tls  *tls.Conn
@@ -152,7 +151,6 @@ func newSession(srv *Server, conn net.Conn, directTLS bool) *Session {
 		fd:        -1,
 		streamID:  randomID(),
 	}
-	s.log = srv.log.With("remote", conn.RemoteAddr().String())
 	s.conn = &deadlineConn{Conn: conn}
 	if r := srv.cfg.ByteRate; r > 0 {
 		burst := max(r, srv.cfg.Limits.MaxBytes, 4096)
@@ -160,6 +158,19 @@ func newSession(srv *Server, conn net.Conn, directTLS bool) *Session {
 		s.conn.stop = s.done
 	}
 	return s
+}
+
+// logger returns the session's logger: the server's, with the client's
+// address and, once known, its account or full JID. Built for each use,
+// so that a session holds no logger of its own.
+func (s *Session) logger() *slog.Logger {
+	switch {
+	case s.jid.Resourcepart() != "":
+		return s.srv.log.With("remote", s.raw.RemoteAddr().String(), "jid", s.jid.String())
+	case s.jid.Localpart() != "":
+		return s.srv.log.With("remote", s.raw.RemoteAddr().String(), "user", s.jid.String())
+	}
+	return s.srv.log.With("remote", s.raw.RemoteAddr().String())
 }
 
 // JID returns the session's full JID (zero before bind).
@@ -277,7 +288,7 @@ func (s *Session) RosterRequested() bool {
 func (s *Session) Deliver(el *xmpp.Element) {
 	if el.Local == "iq" {
 		if t := el.Attr("type"); (t == "result" || t == "error") && !s.expectedReply(el) {
-			s.log.Debug("dropped an IQ answer to a request the client never sent", "from", el.Attr("from"), "id", el.Attr("id"))
+			s.logger().Debug("dropped an IQ answer to a request the client never sent", "from", el.Attr("from"), "id", el.Attr("id"))
 			return
 		}
 	}
@@ -301,7 +312,7 @@ func (s *Session) deliver(el *xmpp.Element) {
 		}
 	}
 	if overflow {
-		s.log.Warn("client does not read or acknowledge its stanzas; ending the session", "jid", s.jid.String(), "queued", s.q.depth(), "limit", s.srv.cfg.SendQueue)
+		s.logger().Warn("client does not read or acknowledge its stanzas; ending the session", "jid", s.jid.String(), "queued", s.q.depth(), "limit", s.srv.cfg.SendQueue)
 		s.stalled()
 	}
 }
@@ -514,7 +525,7 @@ func (s *Session) waitInput() error {
 		if s.idleTimer != nil {
 			s.idleTimer.Stop()
 		}
-		s.log.Debug("cannot park an idle connection; its reader keeps waiting", "err", err)
+		s.logger().Debug("cannot park an idle connection; its reader keeps waiting", "err", err)
 		return s.conn.waitReadable()
 	}
 	if s.conn.stopped.Load() || s.idleExpired.Load() {
@@ -548,13 +559,13 @@ func (s *Session) readOn() {
 		s.Close(nil)
 	default:
 		if se, ok := xmpp.AsStreamError(err); ok {
-			s.log.Info("closing client stream", "condition", se.Condition, "reason", se.Text)
+			s.logger().Info("closing client stream", "condition", se.Condition, "reason", se.Text)
 			s.Close(se)
 			clientClosed = true
 		} else if isTimeout(err) {
 			s.Close(xmpp.NewStreamError(xmpp.StreamConnectionTimeout, "no data received for %s", s.srv.cfg.IdleTimeout))
 		} else {
-			s.log.Debug("client connection failed", "err", err)
+			s.logger().Debug("client connection failed", "err", err)
 			s.Close(nil)
 		}
 	}
@@ -593,7 +604,7 @@ func (s *Session) endConnection(ctx context.Context, clientClosed bool) {
 		s.hibernateTime = time.AfterFunc(timeout, s.hibernationExpired)
 		s.mu.Unlock()
 		s.srv.cfg.Metrics.SMHibernated()
-		s.log.Info("client connection lost; session hibernated for resumption", "timeout", timeout, "queued", s.q.depth())
+		s.logger().Info("client connection lost; session hibernated for resumption", "timeout", timeout, "queued", s.q.depth())
 		if h := s.srv.cfg.Hooks.Hibernated; h != nil {
 			h(s, s.q.snapshot())
 		}
@@ -619,7 +630,7 @@ func (s *Session) LimitHibernation(d time.Duration) {
 	s.hibernateTime.Stop()
 	s.hibernateFor = now.Add(d).Sub(s.hibernatedAt)
 	s.hibernateTime = time.AfterFunc(d, s.hibernationExpired)
-	s.log.Info("hibernated session's resumption time shortened after its device was woken", "resume_within", d)
+	s.logger().Info("hibernated session's resumption time shortened after its device was woken", "resume_within", d)
 }
 
 // HibernatedFor returns how long the session has been hibernated and how
@@ -652,7 +663,7 @@ func (s *Session) hibernationExpired() {
 	}
 	s.mu.Unlock()
 	s.srv.cfg.Metrics.SMTimedOut()
-	s.log.Info("hibernated session was not resumed in time; ending it", "timeout", s.hibernateFor)
+	s.logger().Info("hibernated session was not resumed in time; ending it", "timeout", s.hibernateFor)
 	s.teardown(context.Background())
 }
 
@@ -675,11 +686,11 @@ func (s *Session) failNegotiation(err error) {
 			se = xmpp.NewStreamError(xmpp.StreamConnectionTimeout, "authentication not completed within %s", s.srv.cfg.AuthTimeout)
 		}
 	default:
-		s.log.Debug("client negotiation failed", "err", err)
+		s.logger().Debug("client negotiation failed", "err", err)
 		return
 	}
 	if se != nil {
-		s.log.Info("closing client stream during negotiation", "condition", se.Condition, "reason", se.Text)
+		s.logger().Info("closing client stream during negotiation", "condition", se.Condition, "reason", se.Text)
 	}
 	s.writeClose(se)
 }
@@ -862,7 +873,7 @@ func (s *Session) tick(interval time.Duration) {
 		return
 	}
 	if s.q.ackOverdue(time.Now(), s.srv.cfg.AckTimeout) {
-		s.log.Info("client did not answer an ack request; treating the connection as dead", "waited", s.srv.cfg.AckTimeout)
+		s.logger().Info("client did not answer an ack request; treating the connection as dead", "waited", s.srv.cfg.AckTimeout)
 		s.Close(nil)
 		s.conn.stopReads()
 		s.raw.Close()
@@ -910,7 +921,7 @@ func (s *Session) writeBatch(batch []*xmpp.Element) error {
 }
 
 func (s *Session) writeFailed(err error) {
-	s.log.Debug("write to client failed", "err", err)
+	s.logger().Debug("write to client failed", "err", err)
 	s.Close(nil)
 	s.conn.stopReads()
 }
@@ -946,7 +957,7 @@ func (s *Session) teardown(ctx context.Context) {
 	if h := s.srv.cfg.Hooks.Ended; h != nil {
 		h(ctx, s, !removed && !s.replacedOnBind)
 	}
-	s.log.Info("client session ended", "rerouted", len(left))
+	s.logger().Info("client session ended", "rerouted", len(left))
 }
 
 // reroute handles a stanza that reached this session but was never

@@ -66,7 +66,7 @@ func (s *Session) enable(el *xmpp.Element) {
 	}
 	s.q.enableSM(enabled)
 	s.srv.cfg.Metrics.SMEnabled()
-	s.log.Debug("stream management enabled", "resumable", s.smID != "", "timeout", s.smTimeout)
+	s.logger().Debug("stream management enabled", "resumable", s.smID != "", "timeout", s.smTimeout)
 }
 
 // resume handles <resume/> in place of resource binding. It returns true
@@ -80,7 +80,7 @@ func (s *Session) resume(el *xmpp.Element) (bool, error) {
 	}
 	old, staleH := s.srv.lookupResumable(previd, s.jid.Bare().String())
 	if old == nil {
-		s.log.Info("stream resumption failed: unknown or expired session", "previd", previd)
+		s.logger().Info("stream resumption failed: unknown or expired session", "previd", previd)
 		s.srv.cfg.Metrics.SMResumeFailed()
 		return false, s.write(smFailed(xmpp.CondItemNotFound, "the session is unknown or has expired", staleH))
 	}
@@ -127,7 +127,6 @@ func (s *Session) resume(el *xmpp.Element) (bool, error) {
 	s.boundAt = boundAt
 	s.smResumable = true
 	s.mu.Unlock()
-	s.log = s.srv.log.With("remote", s.raw.RemoteAddr().String(), "jid", s.jid.String())
 	if serr := s.q.prepareResume(h); serr != nil {
 		// The client claims more than was sent: the session cannot be
 		// trusted; end it so that its queue is rerouted.
@@ -143,7 +142,7 @@ func (s *Session) resume(el *xmpp.Element) (bool, error) {
 	if err := s.waitWrites(writeTimeout); err != nil {
 		// h counts stanzas the server cannot vouch for: refuse rather
 		// than acknowledge them.
-		s.log.Error("stream resumption refused: the stanzas it would acknowledge are not on disk", "err", err)
+		s.logger().Error("stream resumption refused: the stanzas it would acknowledge are not on disk", "err", err)
 		s.mu.Lock()
 		s.smResumable = false
 		s.mu.Unlock()
@@ -151,7 +150,7 @@ func (s *Session) resume(el *xmpp.Element) (bool, error) {
 	}
 	resumed := xmpp.NewElement(xmpp.NSSM, "resumed", "previd", previd, "h", strconv.FormatUint(uint64(s.handledIn), 10))
 	s.srv.cfg.Metrics.SMResumed()
-	s.log.Info("client session resumed", "client_h", h, "resent", s.q.depth())
+	s.logger().Info("client session resumed", "client_h", h, "resent", s.q.depth())
 	if err := s.write(resumed); err != nil {
 		return true, err
 	}
@@ -175,7 +174,7 @@ func (s *Session) answerAckRequest() {
 	if err := afterWrites(func() { q.control(a) }); err != nil {
 		// The store is closing (the server shuts down): no answer, so
 		// that the client sends the stanzas again after reconnecting.
-		s.log.Info("ack request not answered: storage is closing", "err", err)
+		s.logger().Info("ack request not answered: storage is closing", "err", err)
 	}
 }
 
