@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -74,6 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&t.ServerPID, "server-pid", 0, "server process id, to report its CPU and RSS")
 	conc := fs.Int("concurrency", 50, "logins (or registrations) in flight at once")
 	deadline := fs.Duration("deadline", 5*time.Minute, "stop the phase after this long")
+	cpuProfile := fs.String("cpuprofile", "", "write the tool's own CPU profile to `file` (is the tool the bottleneck?)")
 	var (
 		pairs      *int
 		rate       *float64
@@ -81,9 +83,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		dur, drain *time.Duration
 		conns      *int
 		settle     *time.Duration
+		warm       *bool
 	)
 	switch phase {
-	case "register", "login":
+	case "register":
+	case "login":
+		warm = fs.Bool("warm", false, "log every account in once, unmeasured, first (fills the tool's SCRAM key cache, as compare does)")
 	case "msgs":
 		pairs = fs.Int("pairs", 50, "sender->receiver pairs (needs 2*pairs accounts)")
 		rate = fs.Float64("rate", 0, "total messages per second; 0 sends at the maximum rate")
@@ -114,6 +119,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if t.Users < 1 {
 		fmt.Fprintln(stderr, "wren-bench: --users must be at least 1")
 		return 2
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "wren-bench: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "wren-bench: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if warm != nil && *warm {
+		wctx, wcancel := context.WithTimeout(ctx, *deadline)
+		_, err := runLogin(wctx, t, *conc)
+		wcancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "wren-bench: warm-up pass: %v\n", err)
+			return 1
+		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, *deadline)
 	defer cancel()
