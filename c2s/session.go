@@ -151,7 +151,7 @@ func newSession(srv *Server, conn net.Conn, directTLS bool) *Session {
 		fd:        -1,
 		streamID:  randomID(),
 	}
-	s.conn = &deadlineConn{Conn: conn}
+	s.conn = &deadlineConn{Conn: conn, pool: srv.readBufs}
 	if r := srv.cfg.ByteRate; r > 0 {
 		burst := max(r, srv.cfg.Limits.MaxBytes, 4096)
 		s.conn.limiter = rate.NewLimiter(rate.Limit(r), burst)
@@ -723,7 +723,7 @@ func (s *Session) readLoop(ctx context.Context) error {
 				}
 			}
 		}
-		if !s.in.Pending() {
+		if !s.in.Pending() && s.conn.buffered() == 0 {
 			// Wait for the client here, at the top of the loop, with no
 			// buffer held and a shallow stack, or with no goroutine at all
 			// once parked.
@@ -1025,11 +1025,17 @@ type deadlineConn struct {
 
 	// records is set once TLS starts on the connection: then a read
 	// returns at most the rest of the current TLS record (header, then
-	// body), so that crypto/tls never holds bytes it has not asked for.
-	// "The socket is readable" then means "TLS has input", which is what
-	// waitReadable waits for. hdr collects a record header; left is what
+	// body), so that crypto/tls never holds bytes it has not asked for:
+	// TLS has input exactly when the read-ahead buffer (raw, borrowed from
+	// pool while not empty) or the socket has some, which buffered and
+	// waitReadable tell. hdr collects a record header; left is what
 	// remains of the record's body.
 	records bool
+	pool    *xmpp.BufferPool
+	raw     *[]byte
+	rawR    int
+	rawW    int
+	rawErr  error // came with the last bytes read ahead; returned after them
 	// onStop is called by stopReads (the session's wake).
 	onStop func()
 	// served is the certificate the TLS handshake chose (see New).
@@ -1142,23 +1148,54 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 	if c.stopped.Load() {
 		return 0, os.ErrDeadlineExceeded
 	}
+	if !c.records {
+		return c.readSocket(p)
+	}
+	// TLS: hand out at most the rest of the current record, from bytes
+	// read ahead into a borrowed buffer (one read takes what the client
+	// sent, however many records), which goes back to the pool once
+	// drained.
+	if c.rawR == c.rawW {
+		if err := c.rawErr; err != nil {
+			c.rawErr = nil
+			return 0, err
+		}
+		if c.pool == nil {
+			c.pool = xmpp.NewBufferPool(ioBufferSize)
+		}
+		buf := c.pool.Get()
+		n, err := c.readSocket(*buf)
+		if n == 0 {
+			c.pool.Put(buf)
+			return 0, err
+		}
+		c.raw, c.rawR, c.rawW, c.rawErr = buf, 0, n, err
+	}
+	want := c.left
+	if want == 0 {
+		want = len(c.hdr) - c.hdrN
+	}
+	n := copy(p[:min(len(p), want)], (*c.raw)[c.rawR:c.rawW])
+	c.account(p[:n])
+	c.rawR += n
+	if c.rawR == c.rawW {
+		c.pool.Put(c.raw)
+		c.raw, c.rawR, c.rawW = nil, 0, 0
+	}
+	return n, nil
+}
+
+// buffered returns the bytes read ahead from the socket and not yet
+// handed to TLS: input that waitReadable cannot see.
+func (c *deadlineConn) buffered() int { return c.rawW - c.rawR }
+
+// readSocket reads from the socket with the deadline and the byte rate.
+func (c *deadlineConn) readSocket(p []byte) (int, error) {
 	c.setDeadline()
 	if c.limiter != nil && len(p) > c.limiter.Burst() {
 		p = p[:c.limiter.Burst()]
 	}
-	if c.records {
-		want := c.left
-		if want == 0 {
-			want = len(c.hdr) - c.hdrN
-		}
-		if len(p) > want {
-			p = p[:want]
-		}
-	}
 	n, err := c.Conn.Read(p)
-	if c.records && n > 0 {
-		c.account(p[:n])
-	}
 	if c.limiter != nil && n > 0 {
 		// Pay for what was read before reading more: a client above the
 		// rate waits in TCP flow control; nothing is dropped.

@@ -260,7 +260,11 @@ func (s *Server) listen() error {
 		if l.addr == "" {
 			continue
 		}
-		ln, err := net.Listen("tcp", l.addr)
+		// No TCP keepalive probes on client connections (Go's default
+		// probes every 15 s): the server's whitespace keepalives and idle
+		// timeout find dead clients, and probes would wake sleeping phones.
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err := lc.Listen(context.Background(), "tcp", l.addr)
 		if err != nil {
 			return fmt.Errorf("listen for %s on %s: %w (is another server running there? change c2s.listen/c2s.direct_tls or the --c2s/--c2s-tls flags)", l.what, l.addr, err)
 		}

@@ -33,8 +33,11 @@ func NewBufferPool(size int) *BufferPool {
 	return p
 }
 
-func (p *BufferPool) get() *[]byte  { return p.pool.Get().(*[]byte) }
-func (p *BufferPool) put(b *[]byte) { p.pool.Put(b) }
+// Get borrows a buffer; give it back with Put.
+func (p *BufferPool) Get() *[]byte { return p.pool.Get().(*[]byte) }
+
+// Put gives back a buffer borrowed with Get.
+func (p *BufferPool) Put(b *[]byte) { p.pool.Put(b) }
 
 // PooledReader is a buffered reader that holds a buffer only while it has
 // unread bytes: the buffer goes back to its pool as soon as it is drained,
@@ -84,7 +87,7 @@ func (p *PooledReader) Holding() bool { return p.buf != nil }
 
 func (p *PooledReader) release() {
 	if p.buf != nil {
-		p.pool.put(p.buf)
+		p.pool.Put(p.buf)
 		p.buf = nil
 	}
 	p.r, p.w = 0, 0
@@ -101,7 +104,7 @@ func (p *PooledReader) fill() error {
 			return err
 		}
 	}
-	buf := p.pool.get()
+	buf := p.pool.Get()
 	for range 100 {
 		n, err := p.src.Read(*buf)
 		if n > 0 {
@@ -111,12 +114,12 @@ func (p *PooledReader) fill() error {
 			return nil
 		}
 		if err != nil {
-			p.pool.put(buf)
+			p.pool.Put(buf)
 			p.full = false
 			return err
 		}
 	}
-	p.pool.put(buf)
+	p.pool.Put(buf)
 	p.full = false
 	return io.ErrNoProgress
 }
