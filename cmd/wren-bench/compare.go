@@ -243,7 +243,13 @@ func benchServer(ctx context.Context, o *compareOpts, s xmppServer, cert certFil
 	}
 	// pause lets the server finish what the previous measurement left
 	// (archive writes, session teardown) before the next one starts.
-	pause := func() { waitQuiet(ctx, t.ServerPID, time.Second, 30*time.Second) }
+	// The tool also collects its own garbage then (thousands of closed
+	// connections after an idle phase), so that its collector does not
+	// run during the next measurement and add to the latencies it sees.
+	pause := func() {
+		runtime.GC()
+		waitQuiet(ctx, t.ServerPID, time.Second, 30*time.Second)
+	}
 
 	for _, archive := range []bool{false, true} {
 		logf("starting (archive %v)", archive)
