@@ -108,10 +108,14 @@ func (s *Service) observe(ctx context.Context, owner string, full jid.JID, c cap
 	key := full.String()
 	s.mu.Lock()
 	m := s.owners[owner]
+	// A user's own resource proves its account exists; for others, check.
+	own := full.Localpart() == owner && full.Domainpart() == s.router.Domain()
 	if m == nil {
 		s.mu.Unlock()
-		if _, err := s.store.Account(ctx, owner); err != nil {
-			return // presence for an account that does not exist
+		if !own {
+			if _, err := s.store.Account(ctx, owner); err != nil {
+				return // presence for an account that does not exist
+			}
 		}
 		s.mu.Lock()
 		if m = s.owners[owner]; m == nil {

@@ -95,7 +95,7 @@ func (s *Store) SetCredentials(ctx context.Context, username string, sha1, sha25
 // roster version, pending subscription requests, offline messages, vCard,
 // private XML) in one transaction; storage.ErrNotFound if there is none.
 func (s *Store) DeleteAccount(ctx context.Context, username string) error {
-	err := s.writeOp(ctx, &writeOp{ctx: ctx, done: s.rosters.forgetter(username), fn: func(tx *sql.Tx) error {
+	err := s.writeOp(ctx, &writeOp{ctx: ctx, done: func(error) { s.rosters.forget(username); s.noRequests.forget(username) }, fn: func(tx *sql.Tx) error {
 		// The foreign keys cascade, but deleting explicitly keeps the
 		// guarantee even for rows written without foreign key enforcement.
 		for _, table := range []string{

@@ -17,7 +17,7 @@ func (s *Store) PutSubscriptionRequest(ctx context.Context, user string, req sto
 	if stored.IsZero() {
 		stored = time.Now()
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeOp(ctx, &writeOp{ctx: ctx, done: s.noRequests.forgetter(user), fn: func(tx *sql.Tx) error {
 		_, err := tx.Exec(`INSERT INTO subscription_requests (username, from_jid, stanza, stored)
 			VALUES (?, ?, ?, ?)
 			ON CONFLICT (username, from_jid) DO UPDATE SET
@@ -27,7 +27,7 @@ func (s *Store) PutSubscriptionRequest(ctx context.Context, user string, req sto
 			return noAccount(user)
 		}
 		return err
-	})
+	}})
 	if err != nil {
 		return fmt.Errorf("sqlite: put subscription request from %s to %s: %w", req.From, user, err)
 	}
@@ -37,10 +37,10 @@ func (s *Store) PutSubscriptionRequest(ctx context.Context, user string, req sto
 // DeleteSubscriptionRequest removes the pending request from a contact; it
 // is not an error if there was none.
 func (s *Store) DeleteSubscriptionRequest(ctx context.Context, user, from string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeOp(ctx, &writeOp{ctx: ctx, done: s.noRequests.forgetter(user), fn: func(tx *sql.Tx) error {
 		_, err := tx.Exec("DELETE FROM subscription_requests WHERE username = ? AND from_jid = ?", user, from)
 		return err
-	})
+	}})
 	if err != nil {
 		return fmt.Errorf("sqlite: delete subscription request from %s to %s: %w", from, user, err)
 	}
@@ -52,6 +52,10 @@ func (s *Store) SubscriptionRequests(ctx context.Context, user string) ([]storag
 	if s.isClosed() {
 		return nil, fmt.Errorf("sqlite: subscription requests of %s: %w", user, ErrClosed)
 	}
+	if _, none := s.noRequests.get(user); none {
+		return nil, nil
+	}
+	gen := s.noRequests.generation()
 	rows, err := s.r.QueryContext(ctx, `SELECT from_jid, stanza, stored FROM subscription_requests
 		WHERE username = ? ORDER BY stored, rowid`, user)
 	if err != nil {
@@ -72,6 +76,9 @@ func (s *Store) SubscriptionRequests(ctx context.Context, user string) ([]storag
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: subscription requests of %s: %w", user, err)
+	}
+	if len(reqs) == 0 {
+		s.noRequests.put(user, struct{}{}, gen)
 	}
 	return reqs, nil
 }

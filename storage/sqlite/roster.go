@@ -183,62 +183,63 @@ func scanRosterItem(row interface{ Scan(...any) error }) (storage.RosterItem, er
 	return it, nil
 }
 
-// rosterCacheMax bounds the number of rosters kept in memory; the cache
-// starts over when full.
-const rosterCacheMax = 50_000
+// cacheMax bounds the number of users a userCache keeps; it starts over
+// when full.
+const cacheMax = 50_000
 
-// rosterCache keeps rosters in memory: every login reads the user's roster
-// several times (roster get, presence broadcast, PEP, blocking), and only
-// this store changes it. A write drops the user's entry once committed;
-// gen counts those drops so that a read racing with a write does not cache
-// what it read before the write.
-type rosterCache struct {
+// userCache keeps per-user data read often and changed only by this store:
+// rosters (every login reads the roster several times: roster get,
+// presence broadcast, PEP, blocking) and the absence of pending
+// subscription requests. A write drops the user's entry once committed
+// (forgetter as the op's done); gen counts those drops, so that a read
+// racing with a write does not cache what it read before the write.
+type userCache[V any] struct {
 	mu  sync.Mutex
 	gen uint64
-	m   map[string]cachedRoster
+	m   map[string]V
 }
 
-type cachedRoster struct {
-	items   []storage.RosterItem
-	version int64
-}
-
-func (c *rosterCache) get(user string) (cachedRoster, bool) {
+func (c *userCache[V]) get(user string) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r, ok := c.m[user]
-	return r, ok
+	v, ok := c.m[user]
+	return v, ok
 }
 
-func (c *rosterCache) generation() uint64 {
+func (c *userCache[V]) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.gen
 }
 
-// put caches r unless a write dropped entries since gen was read.
-func (c *rosterCache) put(user string, r cachedRoster, gen uint64) {
+// put caches v unless a write dropped entries since gen was read.
+func (c *userCache[V]) put(user string, v V, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen != gen {
 		return
 	}
-	if c.m == nil || len(c.m) >= rosterCacheMax {
-		c.m = make(map[string]cachedRoster)
+	if c.m == nil || len(c.m) >= cacheMax {
+		c.m = make(map[string]V)
 	}
-	c.m[user] = r
+	c.m[user] = v
 }
 
-func (c *rosterCache) forget(user string) {
+func (c *userCache[V]) forget(user string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
 	delete(c.m, user)
 }
 
-// forgetter returns a writeOp done function that drops user's roster.
-func (c *rosterCache) forgetter(user string) func(error) {
+// forgetter returns a writeOp done function that drops user's entry.
+func (c *userCache[V]) forgetter(user string) func(error) {
 	return func(error) { c.forget(user) }
+}
+
+type cachedRoster struct {
+	items   []storage.RosterItem
+	version int64
 }
 
 // cloneRoster copies items, groups included, so that callers may change

@@ -102,3 +102,40 @@ func TestRosterCacheRacingWrites(t *testing.T) {
 		t.Fatalf("after %d puts the roster has %d items, version %d (%v)", n, len(items), v, err)
 	}
 }
+
+// "No pending subscription requests" is remembered after a read and
+// forgotten when a request is stored, answered or the account deleted.
+func TestNoRequestsCache(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	mustCreate(t, s, "alice")
+	if reqs, err := s.SubscriptionRequests(ctx, "alice"); err != nil || len(reqs) != 0 {
+		t.Fatalf("SubscriptionRequests = %v, %v", reqs, err)
+	}
+	if _, ok := s.noRequests.get("alice"); !ok {
+		t.Fatal("no requests not remembered")
+	}
+	req := storage.SubscriptionRequest{From: "bob@example.org", Stanza: []byte("<presence type='subscribe'/>")}
+	if err := s.PutSubscriptionRequest(ctx, "alice", req); err != nil {
+		t.Fatal(err)
+	}
+	if reqs, err := s.SubscriptionRequests(ctx, "alice"); err != nil || len(reqs) != 1 || reqs[0].From != "bob@example.org" {
+		t.Fatalf("after a request: %v, %v", reqs, err)
+	}
+	if err := s.DeleteSubscriptionRequest(ctx, "alice", "bob@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if reqs, err := s.SubscriptionRequests(ctx, "alice"); err != nil || len(reqs) != 0 {
+		t.Fatalf("after answering: %v, %v", reqs, err)
+	}
+	if err := s.PutSubscriptionRequest(ctx, "alice", req); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAccount(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, "alice")
+	if reqs, err := s.SubscriptionRequests(ctx, "alice"); err != nil || len(reqs) != 0 {
+		t.Fatalf("new alice: %v, %v", reqs, err)
+	}
+}

@@ -79,7 +79,10 @@ type Store struct {
 	// times increasing all the same.
 	lastTS map[string]int64
 
-	rosters rosterCache
+	rosters userCache[cachedRoster]
+	// noRequests holds users known to have no pending subscription
+	// requests (the common case, read at every login).
+	noRequests userCache[struct{}]
 
 	closeOnce sync.Once
 	closeErr  error // set once by Close
