@@ -1061,25 +1061,20 @@ func (c *deadlineConn) setDeadline() {
 // waitReadable blocks until the connection has data to read, without
 // reading it, honouring the same deadlines as Read. On a connection that
 // is not a socket it returns at once (the next Read blocks instead).
-func (c *deadlineConn) waitReadable() error {
-	if c.stopped.Load() {
-		return os.ErrDeadlineExceeded
-	}
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	c.setDeadline()
-	return rc.Read(readable)
-}
+func (c *deadlineConn) waitReadable() error { return c.wait(c.setDeadline) }
 
 // waitReadableFor is waitReadable with a deadline of d from now instead
 // of the idle timeout.
 func (c *deadlineConn) waitReadableFor(d time.Duration) error {
+	return c.wait(func() {
+		c.Conn.SetReadDeadline(time.Now().Add(d))
+		if c.stopped.Load() {
+			c.Conn.SetReadDeadline(time.Now()) // stopReads wins
+		}
+	})
+}
+
+func (c *deadlineConn) wait(setDeadline func()) error {
 	if c.stopped.Load() {
 		return os.ErrDeadlineExceeded
 	}
@@ -1091,10 +1086,7 @@ func (c *deadlineConn) waitReadableFor(d time.Duration) error {
 	if err != nil {
 		return nil
 	}
-	c.Conn.SetReadDeadline(time.Now().Add(d))
-	if c.stopped.Load() {
-		c.Conn.SetReadDeadline(time.Now())
-	}
+	setDeadline()
 	return rc.Read(readable)
 }
 

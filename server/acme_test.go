@@ -113,9 +113,19 @@ func TestACMECertificate(t *testing.T) {
 		}
 	}
 	// The account key and certificates are cached for the next start.
-	entries, err := os.ReadDir(filepath.Join(ts.cfg.DataDir, "acme"))
-	if err != nil || len(entries) < 3 {
-		t.Fatalf("ACME cache holds %d entries (%v), want the account key and two certificates", len(entries), err)
+	// autocert writes a certificate to its cache after handing it out (to
+	// a concurrent handshake that waited for it, possibly before), so
+	// give the write a moment.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		entries, err := os.ReadDir(filepath.Join(ts.cfg.DataDir, "acme"))
+		if err == nil && len(entries) >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ACME cache holds %d entries (%v), want the account key and two certificates", len(entries), err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
