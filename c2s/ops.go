@@ -158,7 +158,10 @@ func (srv *Server) Kick(j jid.JID, serr *xmpp.StreamError) []jid.JID {
 	if j.Domainpart() != srv.cfg.Domain || j.Localpart() == "" {
 		return nil
 	}
-	var ended []jid.JID
+	var (
+		ended    []jid.JID
+		sessions []*Session
+	)
 	for _, s := range srv.bound(j.Localpart()) {
 		info, ok := s.info()
 		if !ok || (j.Resourcepart() != "" && !info.JID.Equal(j)) {
@@ -166,6 +169,23 @@ func (srv *Server) Kick(j jid.JID, serr *xmpp.StreamError) []jid.JID {
 		}
 		s.terminate(serr)
 		ended = append(ended, info.JID)
+		sessions = append(sessions, s)
+	}
+	// Return once the sessions are gone (their connections finished and
+	// their resources unbound), so that what the caller does next sees
+	// them ended; a client that does not take its stream error within
+	// kickWait is cut off by the write deadline meanwhile.
+	timeout := time.NewTimer(kickWait)
+	defer timeout.Stop()
+	for _, s := range sessions {
+		select {
+		case <-s.connDone:
+		case <-timeout.C:
+			return ended
+		}
 	}
 	return ended
 }
+
+// kickWait bounds how long Kick waits for the sessions it ended.
+const kickWait = 5 * time.Second
