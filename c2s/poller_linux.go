@@ -71,11 +71,16 @@ func (p *poller) park(fd int, s *Session) error {
 	return nil
 }
 
-// forget stops watching fd; call it before the socket is closed, so that
-// a new socket with the same number is not taken for the old one.
-func (p *poller) forget(fd int) {
+// forget stops watching fd for s; call it before the socket is closed, so
+// that a new socket with the same number is not taken for the old one. If
+// the socket was closed already and its number now belongs to another
+// parked session, that one is left alone.
+func (p *poller) forget(fd int, s *Session) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if cur, ok := p.sessions[int32(fd)]; ok && cur != s {
+		return
+	}
 	delete(p.sessions, int32(fd))
 	if !p.closed {
 		syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, fd, nil)

@@ -14,5 +14,5 @@ type poller struct{}
 func newPoller(*slog.Logger) (*poller, error) { return nil, errors.New("c2s: no epoll on this system") }
 
 func (p *poller) park(fd int, s *Session) error { return errors.New("c2s: no epoll on this system") }
-func (p *poller) forget(fd int)                 {}
+func (p *poller) forget(fd int, s *Session)     {}
 func (p *poller) close()                        {}

@@ -452,7 +452,7 @@ func (s *Session) finish() {
 	s.stopWatch()
 	close(s.connDone)
 	if s.fd >= 0 && s.srv.poller != nil {
-		s.srv.poller.forget(s.fd)
+		s.srv.poller.forget(s.fd, s)
 	}
 	s.raw.Close()
 	if s.onEnd != nil {
