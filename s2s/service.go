@@ -229,7 +229,14 @@ func (s *Service) enqueue(p pair, st *router.Stanza) enqueueResult {
 		return serviceClosed
 	}
 	if o := s.out[p]; o != nil {
-		return o.enqueue(st)
+		r := o.enqueue(st)
+		if r == streamDead {
+			// Ending but not yet forgotten: drop it now, so that the
+			// caller's retry starts a new stream instead of finding
+			// this one again.
+			delete(s.out, p)
+		}
+		return r
 	}
 	o := newOutStream(s, p)
 	o.pending = append(o.pending, st)
